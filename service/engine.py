@@ -1,0 +1,81 @@
+"""The durable-rules host: register compiled rulesets once, run one case at a time.
+
+durable-rules is unmaintained since 2020 and has sharp edges; each is handled here:
+
+- One ``Host`` per process, never the ``durable.lang`` globals (their lazy host races under
+  threads). ``_QuietHost`` also skips the host's background dispatch threads: we use no timers,
+  and those threads would touch the engine outside our lock.
+- A ruleset is registered once under its versioned name, from a copy (registration deletes the
+  ``run`` keys of the dict it is given).
+- Facts are asserted (``assert_fact``), never posted: an event fires only its first matching rule.
+- One case = one fresh sid, deleted after reading what fired. Sids are hashed to 32 bits without
+  a key check and a ruleset holds at most 1,024 live sids, so a lock keeps one sid live at a time.
+- ``delete_state`` on a sid that never stored a fact kills the process: the compiled sentinel rule
+  matches every case, and the sid is deleted only once the sentinel has fired.
+- Exceptions raised in actions are swallowed into ``state['exception']``: checked after each run.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from typing import Any, Callable
+
+from durable.engine import Host
+
+from service.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
+
+
+class EngineError(RuntimeError):
+    """The rules engine failed on a case: a bug or a broken ruleset, never the client's input."""
+
+
+class _QuietHost(Host):
+    def _run(self) -> None:  # no background dispatch threads (see module docstring)
+        pass
+
+
+class RulesEngine:
+    def __init__(self) -> None:
+        self._host = _QuietHost()
+        self._lock = threading.Lock()
+        self._sids = itertools.count(1)
+        self._registered: set[str] = set()
+        self._fired: list[str] = []
+
+    def register(self, compiled: CompiledPolicy) -> None:
+        with self._lock:
+            if compiled.name in self._registered:
+                return
+            definition = copy.deepcopy(compiled.ruleset)
+            for rule_name, rule in definition.items():
+                rule["run"] = self._recorder(rule_name)
+            self._host.register_rulesets({compiled.name: definition})
+            self._registered.add(compiled.name)
+
+    def _recorder(self, rule_name: str) -> Callable[[Any], None]:
+        def record(_closure: Any) -> None:
+            self._fired.append(rule_name)
+
+        return record
+
+    def run(self, ruleset: str, facts: dict[str, Any]) -> set[str]:
+        """Assert one case's facts under a fresh sid; return the names of the rules that fired."""
+        if ruleset not in self._registered:
+            raise EngineError(f"ruleset {ruleset} is not registered")
+        with self._lock:
+            sid = str(next(self._sids))
+            self._fired = fired = []
+            try:
+                state = self._host.assert_fact(ruleset, {**facts, **DISCRIMINATOR, "sid": sid})
+            except Exception as error:
+                raise EngineError(f"durable-rules failed on {ruleset}: {type(error).__name__}") from error
+            finally:
+                if SENTINEL in fired:
+                    self._host.delete_state(ruleset, sid)
+            if SENTINEL not in fired:
+                raise EngineError(f"the sentinel rule of {ruleset} did not fire; sid {sid} left live")
+            if state and state.get("exception"):
+                raise EngineError(f"a rule action of {ruleset} raised: {state['exception']}")
+            return set(fired)

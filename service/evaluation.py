@@ -1,0 +1,129 @@
+"""Evaluate a case: validate it, pick the policy version in force, run the rules, build the result.
+
+This is the one entry point the API and the CLI share, so both give the same results and the same
+field-level errors.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from service.case import Case
+from service.compiler import CompiledPolicy, compile_policy
+from service.engine import RulesEngine
+from service.errors import InvalidInput
+from service.result import build_result
+from service.rules import Catalog, PolicyVersion, load_catalog
+
+
+def _facts(case: Case, fields: Iterable[str]) -> dict[str, Any]:
+    """The documented values the rules read, nested as in the case; missing and null are left out."""
+    facts: dict[str, dict[str, Any]] = {}
+    for path in fields:
+        value = case.value(path)
+        if value is not None:
+            section, name = path.split(".")
+            facts.setdefault(section, {})[name] = value
+    return facts
+
+
+class Evaluator:
+    def __init__(self, catalog: Catalog, engine: RulesEngine | None = None):
+        self.catalog = catalog
+        self.engine = engine or RulesEngine()
+        self._compiled: dict[str, CompiledPolicy] = {}
+        for version in catalog.all_versions():
+            compiled = compile_policy(version)
+            self.engine.register(compiled)
+            self._compiled[version.key] = compiled
+
+    @classmethod
+    def from_rules_dir(cls, rules_dir: Path | str | None = None) -> "Evaluator":
+        return cls(load_catalog(Path(rules_dir) if rules_dir else None))
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def parse(self, payload: Any, prefix: str = "") -> tuple[Case, PolicyVersion, datetime.date]:
+        """Validate a case and find the policy version in force on its service date."""
+        try:
+            case = Case.model_validate(payload)
+        except ValidationError as error:
+            raise InvalidInput.from_validation_error(error, prefix) from None
+        policy_id = case.policy or self.catalog.default_policy
+        if policy_id is None:
+            known = ", ".join(self.catalog.versions)
+            raise InvalidInput.one(f"{prefix}.policy" if prefix else "policy",
+                                   f"Field required: this service knows several policies ({known})", "missing")
+        if policy_id not in self.catalog.versions:
+            known = ", ".join(self.catalog.versions)
+            raise InvalidInput.one(f"{prefix}.policy" if prefix else "policy",
+                                   f"Unknown policy {policy_id!r}; known: {known}", "unknown_policy")
+        day = case.service_date or datetime.date.today()
+        version = self.catalog.in_force(policy_id, day)
+        if version is None:
+            raise InvalidInput.one(f"{prefix}.service_date" if prefix else "service_date",
+                                   f"No version of policy {policy_id} is in force on {day.isoformat()}",
+                                   "no_policy_in_force")
+        return case, version, day
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def evaluate_parsed(self, case: Case, version: PolicyVersion, day: datetime.date) -> dict[str, Any]:
+        compiled = self._compiled[version.key]
+        fired = self.engine.run(compiled.name, _facts(case, compiled.fields))
+        return build_result(
+            version,
+            case,
+            compiled.node_truths(fired),
+            evaluation_id=str(uuid.uuid4()),
+            evaluated_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            service_date=day.isoformat(),
+        )
+
+    def evaluate(self, payload: Any) -> dict[str, Any]:
+        """Evaluate one case (parsed JSON); raise InvalidInput naming each offending field."""
+        return self.evaluate_parsed(*self.parse(payload))
+
+    def evaluate_batch(self, payloads: list[Any]) -> list[dict[str, Any]]:
+        """Validate every case first (errors prefixed ``[i]``), then evaluate them in order."""
+        parsed, errors = [], []
+        for index, payload in enumerate(payloads):
+            try:
+                parsed.append(self.parse(payload, prefix=f"[{index}]"))
+            except InvalidInput as error:
+                errors.extend(error.errors)
+        if errors:
+            raise InvalidInput(errors)
+        return [self.evaluate_parsed(*p) for p in parsed]
+
+    def evaluate_version(self, version: PolicyVersion, payload: Any) -> dict[str, Any]:
+        """Evaluate against a given version whatever the service date (golden cases use this)."""
+        case, _, _ = self.parse({"policy": version.id, "service_date": version.effective_from.isoformat(), **payload})
+        return self.evaluate_parsed(case, version, case.service_date)
+
+    # --- policies -----------------------------------------------------------------------------
+
+    def policies(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": policy_id,
+                "title": versions[-1].title,
+                "default": policy_id == self.catalog.default_policy,
+                "versions": [
+                    {k: v.header()[k] for k in ("version", "status", "effective_from", "effective_to")}
+                    for v in versions
+                ],
+            }
+            for policy_id, versions in self.catalog.versions.items()
+        ]
+
+    def describe_policy(self, policy_id: str) -> dict[str, Any] | None:
+        versions = self.catalog.versions.get(policy_id)
+        if versions is None:
+            return None
+        return {"id": policy_id, "title": versions[-1].title, "versions": [v.to_dict() for v in versions]}

@@ -1,0 +1,428 @@
+"""Load and validate the rule folders in ``rules/`` (format: rules/README.md).
+
+Layout: ``rules/<policy-id>/<version>/policy.yaml`` holds one policy version (metadata, citation
+catalogue, criteria, flags); ``golden.yaml`` beside it holds its golden cases. A file that is
+malformed, names an unknown case field or source, or repeats an id is refused with every problem
+listed as ``file: item: where: problem``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.case import FIELDS, FieldInfo
+from service.errors import field_path
+
+
+class RuleError(Exception):
+    """One or more rule files are invalid; the message lists every problem found."""
+
+
+# --- the logic: comparisons combined with all / any / not -------------------------------------
+
+# Each comparison operator: its words in results, and the operator that is its Kleene negation.
+OPERATORS: dict[str, tuple[str, str]] = {
+    "equals": ("equal to", "not_equals"),
+    "not_equals": ("other than", "equals"),
+    "at_least": ("at least", "less_than"),
+    "less_than": ("less than", "at_least"),
+    "at_most": ("at most", "more_than"),
+    "more_than": ("more than", "at_most"),
+    "one_of": ("one of", "none_of"),
+    "none_of": ("none of", "one_of"),
+}
+_OPERATORS_BY_KIND = {
+    "boolean": {"equals", "not_equals"},
+    "enum": {"equals", "not_equals", "one_of", "none_of"},
+    "number": {"equals", "not_equals", "at_least", "less_than", "at_most", "more_than"},
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    field: str
+    operator: str
+    value: Any  # a list for one_of / none_of
+
+    def negated(self) -> "Comparison":
+        return Comparison(self.field, OPERATORS[self.operator][1], self.value)
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    part: "Expr"
+
+
+Expr = Union[Comparison, AllOf, AnyOf, Not]
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    if isinstance(expr, (AllOf, AnyOf)):
+        return expr.parts
+    if isinstance(expr, Not):
+        return (expr.part,)
+    return ()
+
+
+def walk(expr: Expr, node_id: str) -> Iterator[tuple[str, Expr]]:
+    """Every node of a rule's logic with its stable id (root: the rule id; parts: ``id.0.1``)."""
+    yield node_id, expr
+    for index, child in enumerate(children(expr)):
+        yield from walk(child, f"{node_id}.{index}")
+
+
+def fields_of(expr: Expr) -> list[str]:
+    """The case fields a rule reads, in the order the rule names them, each once."""
+    seen = dict.fromkeys(node.field for _, node in walk(expr, "") if isinstance(node, Comparison))
+    return list(seen)
+
+
+def to_data(expr: Expr) -> dict[str, Any]:
+    """The logic as the rule file writes it (for ``GET /v1/policies/{id}``)."""
+    if isinstance(expr, Comparison):
+        return {"field": expr.field, expr.operator: expr.value}
+    if isinstance(expr, AllOf):
+        return {"all": [to_data(p) for p in expr.parts]}
+    if isinstance(expr, AnyOf):
+        return {"any": [to_data(p) for p in expr.parts]}
+    return {"not": to_data(expr.part)}
+
+
+def _value_problem(info: FieldInfo, operator: str, value: Any) -> str | None:
+    if operator in ("one_of", "none_of"):
+        if not isinstance(value, list) or not value:
+            return f"{operator} needs a non-empty list of values"
+        if len(set(value)) != len(value):
+            return f"{operator} lists a value twice"
+        return next(filter(None, (_value_problem(info, "equals", v) for v in value)), None)
+    if info.kind == "boolean" and not isinstance(value, bool):
+        return f"{info.path} is true or false, not {value!r}"
+    if info.kind == "enum" and value not in info.choices:
+        return f"{value!r} is not a value of {info.path} (one of: {', '.join(info.choices)})"
+    if info.kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{info.path} is a number, not {value!r}"
+    return None
+
+
+def parse_logic(data: Any, where: str) -> Expr:
+    """Parse one logic node; raise RuleError naming ``where`` (e.g. ``met_when.all[1]``)."""
+    if not isinstance(data, dict):
+        raise RuleError(f"{where}: expected a mapping (field + operator, or all / any / not)")
+    combinators = [key for key in ("all", "any", "not") if key in data]
+    if combinators:
+        if len(data) != 1:
+            raise RuleError(f"{where}: '{combinators[0]}' must stand alone in its mapping")
+        key = combinators[0]
+        if key == "not":
+            return Not(parse_logic(data["not"], f"{where}.not"))
+        parts = data[key]
+        if not isinstance(parts, list) or len(parts) < 2:
+            raise RuleError(f"{where}.{key}: expected a list of at least two conditions")
+        parsed = tuple(parse_logic(p, f"{where}.{key}[{i}]") for i, p in enumerate(parts))
+        return AllOf(parsed) if key == "all" else AnyOf(parsed)
+    if "field" not in data:
+        raise RuleError(f"{where}: expected 'field' with one operator, or all / any / not")
+    operators = [key for key in data if key != "field"]
+    if len(operators) != 1 or operators[0] not in OPERATORS:
+        raise RuleError(
+            f"{where}: expected exactly one operator beside 'field' "
+            f"({', '.join(OPERATORS)}), got {', '.join(map(str, operators)) or 'none'}"
+        )
+    path, operator = data["field"], operators[0]
+    info = FIELDS.get(path) if isinstance(path, str) else None
+    if info is None:
+        raise RuleError(f"{where}: unknown case field {path!r}")
+    if operator not in _OPERATORS_BY_KIND[info.kind]:
+        allowed = ", ".join(sorted(_OPERATORS_BY_KIND[info.kind]))
+        raise RuleError(f"{where}: {operator} cannot test {info.kind} field {path} (use {allowed})")
+    problem = _value_problem(info, operator, data[operator])
+    if problem:
+        raise RuleError(f"{where}: {problem}")
+    return Comparison(path, operator, data[operator])
+
+
+# --- the policy file ---------------------------------------------------------------------------
+
+
+class _Format(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Source(_Format):
+    reference: str = Field(min_length=1)
+    url: str | None = None
+
+
+class _CitationEntry(_Format):
+    source: str
+    locator: str = Field(min_length=1)
+
+
+class _RuleEntry(_Format):
+    id: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]*$")
+    title: str = Field(min_length=1)
+    requirement: str = Field(min_length=1)
+    logic: Any = None
+    citations: list[_CitationEntry] = Field(min_length=1)
+
+
+class _PolicyFile(_Format):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    status: Literal["draft", "clinically_reviewed"]
+    review_note: str | None = None
+    effective_from: datetime.date = Field(strict=False)
+    effective_to: datetime.date | None = Field(None, strict=False)
+    sources: dict[str, _Source] = Field(min_length=1)
+    criteria: list[_RuleEntry] = Field(min_length=1)
+    flags: list[_RuleEntry] = []
+
+
+@dataclass(frozen=True)
+class Citation:
+    source: str
+    locator: str
+    reference: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"source": self.source, "locator": self.locator, "reference": self.reference}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A criterion (met / not met) or a flag (present / absent): its logic and citations."""
+
+    id: str
+    title: str
+    requirement: str
+    logic: Expr
+    citations: tuple[Citation, ...]
+    fields: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "requirement": self.requirement,
+            "logic": to_data(self.logic),
+            "fields": list(self.fields),
+            "citations": [c.to_dict() for c in self.citations],
+        }
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    id: str
+    version: str
+    title: str
+    status: str
+    review_note: str | None
+    effective_from: datetime.date
+    effective_to: datetime.date | None
+    sources: dict[str, dict[str, Any]]
+    criteria: tuple[Rule, ...]
+    flags: tuple[Rule, ...]
+    folder: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def in_force(self, day: datetime.date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
+    def header(self) -> dict[str, Any]:
+        """What every result says about the policy version that produced it."""
+        return {
+            "id": self.id,
+            "version": self.version,
+            "title": self.title,
+            "status": self.status,
+            "review_note": self.review_note,
+            "effective_from": self.effective_from.isoformat(),
+            "effective_to": self.effective_to and self.effective_to.isoformat(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.header(),
+            "sources": self.sources,
+            "criteria": [r.to_dict() for r in self.criteria],
+            "flags": [r.to_dict() for r in self.flags],
+        }
+
+
+def _problems_of(error: ValidationError, data: Any) -> list[str]:
+    problems = []
+    for e in error.errors(include_url=False):
+        loc = e["loc"]
+        item = ""
+        if len(loc) >= 2 and loc[0] in ("criteria", "flags") and isinstance(loc[1], int):
+            entries = data.get(loc[0]) if isinstance(data, dict) else None
+            entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+            if isinstance(entry, dict) and "id" in entry:
+                item = f"{entry['id']}: "
+        problems.append(f"{item}{field_path(loc)}: {e['msg']}")
+    return problems
+
+
+def _build_rules(kind: str, entries: list[_RuleEntry], sources: dict[str, _Source],
+                 seen: set[str], problems: list[str]) -> tuple[Rule, ...]:
+    rules = []
+    for index, entry in enumerate(entries):
+        label = entry.id
+        if entry.id in seen:
+            problems.append(f"{label}: duplicate id (ids must be unique across criteria and flags)")
+        seen.add(entry.id)
+        citations = []
+        for c_index, citation in enumerate(entry.citations):
+            if citation.source not in sources:
+                problems.append(f"{label}: citations[{c_index}]: unknown source {citation.source!r}")
+                continue
+            citations.append(Citation(citation.source, citation.locator, sources[citation.source].reference))
+        logic_key = "met_when" if kind == "criteria" else "present_when"
+        try:
+            if entry.logic is None:
+                raise RuleError(f"{logic_key}: missing")
+            logic = parse_logic(entry.logic, logic_key)
+        except RuleError as error:
+            problems.append(f"{label}: {error}")
+            continue
+        rules.append(Rule(entry.id, entry.title, entry.requirement, logic, tuple(citations), tuple(fields_of(logic))))
+    return tuple(rules)
+
+
+def _rename_logic_keys(data: Any) -> Any:
+    """Rule files say ``met_when`` (criteria) and ``present_when`` (flags); both are the logic."""
+    if not isinstance(data, dict):
+        return data
+    renamed = dict(data)
+    for kind, key in (("criteria", "met_when"), ("flags", "present_when")):
+        entries = data.get(kind)
+        if isinstance(entries, list):
+            renamed[kind] = [
+                {("logic" if k == key else k): v for k, v in e.items()} if isinstance(e, dict) else e
+                for e in entries
+            ]
+    return renamed
+
+
+def load_policy_file(path: Path) -> PolicyVersion:
+    """Load one ``policy.yaml``; raise RuleError listing every problem, each prefixed with the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise RuleError(f"{path}: cannot read YAML: {error}") from None
+    data = _rename_logic_keys(data)
+    try:
+        parsed = _PolicyFile.model_validate(data)
+    except ValidationError as error:
+        raise RuleError("\n".join(f"{path}: {p}" for p in _problems_of(error, data))) from None
+    problems: list[str] = []
+    seen: set[str] = set()
+    criteria = _build_rules("criteria", parsed.criteria, parsed.sources, seen, problems)
+    flags = _build_rules("flags", parsed.flags, parsed.sources, seen, problems)
+    if path.parent.name != parsed.version or path.parent.parent.name != parsed.id:
+        problems.append(
+            f"policy: id and version ({parsed.id} {parsed.version}) must match the folders "
+            f"<policy-id>/<version>/ ({path.parent.parent.name}/{path.parent.name})"
+        )
+    if parsed.effective_to and parsed.effective_to < parsed.effective_from:
+        problems.append("effective_to: is before effective_from")
+    if problems:
+        raise RuleError("\n".join(f"{path}: {p}" for p in problems))
+    return PolicyVersion(
+        id=parsed.id,
+        version=parsed.version,
+        title=parsed.title,
+        status=parsed.status,
+        review_note=parsed.review_note,
+        effective_from=parsed.effective_from,
+        effective_to=parsed.effective_to,
+        sources={k: v.model_dump(exclude_none=True) for k, v in parsed.sources.items()},
+        criteria=criteria,
+        flags=flags,
+        folder=path.parent,
+    )
+
+
+# --- the catalogue of policies -----------------------------------------------------------------
+
+
+@dataclass
+class Catalog:
+    """Every policy version found under a rules folder, newest effective date last."""
+
+    versions: dict[str, list[PolicyVersion]] = field(default_factory=dict)
+
+    @property
+    def default_policy(self) -> str | None:
+        """The policy a case gets when it names none: the only one, when there is only one."""
+        return next(iter(self.versions)) if len(self.versions) == 1 else None
+
+    def all_versions(self) -> Iterator[PolicyVersion]:
+        for versions in self.versions.values():
+            yield from versions
+
+    def in_force(self, policy_id: str, day: datetime.date) -> PolicyVersion | None:
+        """The version in force on ``day``: the latest effective one that has not ended."""
+        candidates = [v for v in self.versions.get(policy_id, []) if v.in_force(day)]
+        return candidates[-1] if candidates else None
+
+
+def default_rules_dir() -> Path:
+    """``COVERAGE_CRITERIA_RULES_DIR``, else the rules shipped in the package, else the checkout's."""
+    configured = os.environ.get("COVERAGE_CRITERIA_RULES_DIR")
+    if configured:
+        return Path(configured)
+    here = Path(__file__).resolve().parent
+    shipped = here / "rules"
+    return shipped if shipped.is_dir() else here.parent / "rules"
+
+
+def load_catalog(rules_dir: Path | None = None) -> Catalog:
+    """Load every ``<policy-id>/<version>/policy.yaml``; raise RuleError listing all problems."""
+    rules_dir = Path(rules_dir) if rules_dir is not None else default_rules_dir()
+    if not rules_dir.is_dir():
+        raise RuleError(f"{rules_dir}: rules folder not found")
+    files = sorted(rules_dir.glob("*/*/policy.yaml"))
+    if not files:
+        raise RuleError(f"{rules_dir}: no <policy-id>/<version>/policy.yaml found")
+    catalog = Catalog()
+    problems: list[str] = []
+    for path in files:
+        try:
+            version = load_policy_file(path)
+        except RuleError as error:
+            problems.append(str(error))
+            continue
+        catalog.versions.setdefault(version.id, []).append(version)
+    for policy_id, versions in catalog.versions.items():
+        versions.sort(key=lambda v: v.effective_from)
+        for earlier, later in zip(versions, versions[1:]):
+            if earlier.effective_from == later.effective_from:
+                problems.append(
+                    f"{later.folder / 'policy.yaml'}: effective_from {later.effective_from} "
+                    f"is also that of version {earlier.version} of {policy_id}"
+                )
+    if problems:
+        raise RuleError("\n".join(problems))
+    return catalog
