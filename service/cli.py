@@ -1,0 +1,194 @@
+"""The ``coverage-criteria`` command.
+
+Exit status: 0 done; 1 golden cases failed; 2 bad input (a case, a rule file, the command line),
+with field-level messages on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from service.errors import InvalidInput
+from service.rules import RuleError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _print_json(data: Any, indent: int | None) -> None:
+    json.dump(data, sys.stdout, indent=indent, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _fail(error: InvalidInput) -> int:
+    json.dump(error.to_dict(), sys.stderr, indent=2, ensure_ascii=False)
+    sys.stderr.write("\n")
+    return EXIT_BAD_INPUT
+
+
+def _read_json(source: str) -> Any:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput.one("body", f"cannot read {source}: {error}", "read_error") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput.one("body", f"invalid JSON: {error}", "json_invalid") from None
+
+
+def _evaluator(rules_dir: str | None):
+    from service.evaluation import Evaluator
+
+    return Evaluator.from_rules_dir(rules_dir)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        payload = _read_json(args.case)
+        evaluator = _evaluator(args.rules)
+        if isinstance(payload, list):
+            output: Any = evaluator.evaluate_batch(payload)
+        else:
+            output = evaluator.evaluate(payload)
+    except InvalidInput as error:
+        return _fail(error)
+    _print_json(output, None if args.compact else 2)
+    return EXIT_OK
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    evaluator = _evaluator(args.rules)
+    if args.json:
+        _print_json(evaluator.policies(), 2)
+        return EXIT_OK
+    for policy in evaluator.policies():
+        print(f"{policy['id']}{'  (default)' if policy['default'] else ''}  {policy['title']}")
+        for v in policy["versions"]:
+            until = f" to {v['effective_to']}" if v["effective_to"] else ""
+            print(f"  {v['version']}  {v['status']}  in force from {v['effective_from']}{until}")
+    return EXIT_OK
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from service.golden import run_golden
+
+    evaluator = _evaluator(args.dir)
+    outcomes = run_golden(evaluator)
+    for version in evaluator.catalog.all_versions():
+        mine = [o for o in outcomes if o.version is version]
+        failed = [o for o in mine if not o.passed]
+        print(f"{version.key}: {len(version.criteria)} criteria, {len(version.flags)} flags, "
+              f"{len(mine) - len(failed)}/{len(mine)} golden cases pass")
+        for outcome in failed:
+            for problem in outcome.problems:
+                print(f"  FAIL {outcome.name}: {problem}")
+    return EXIT_OK if all(o.passed for o in outcomes) else EXIT_FAILED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.app import serve
+
+    serve(args.host, args.port)
+    return EXIT_OK
+
+
+def _database():
+    from service.settings import Settings
+    from service.storage import Database
+
+    database = Database(Settings.from_env().database_url)
+    database.migrate()
+    return database
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from service.keys import create_key
+
+    key_id, plaintext = create_key(_database(), args.role, args.label)
+    print(f"Created {args.role} key {key_id}. It is shown once; store it now:", file=sys.stderr)
+    print(plaintext)
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from service.keys import list_keys
+
+    for key in list_keys(_database()):
+        state = f"revoked {key['revoked_at']}" if key["revoked_at"] else "active"
+        print(f"{key['id']}  {key['role']:<8}  {state:<30}  created {key['created_at']}  {key['label'] or ''}")
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from service.keys import revoke_key
+
+    if not revoke_key(_database(), args.id):
+        print(f"no active key {args.id}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"revoked {args.id}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coverage-criteria",
+        description="Check prior-authorization cases against declarative, cited coverage criteria. "
+        "Findings support a reviewer's determination; they are not a coverage decision.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    rules_help = "rules folder (default: $COVERAGE_CRITERIA_RULES_DIR, else the bundled rules)"
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a case (or a JSON array of cases)")
+    evaluate.add_argument("case", help="JSON file holding one case or an array of cases; - for stdin")
+    evaluate.add_argument("--rules", help=rules_help)
+    evaluate.add_argument("--compact", action="store_true", help="print JSON on one line")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    policies = commands.add_parser("policies", help="list the policies and their versions")
+    policies.add_argument("--rules", help=rules_help)
+    policies.add_argument("--json", action="store_true", help="print JSON")
+    policies.set_defaults(func=cmd_policies)
+
+    rules = commands.add_parser("rules", help="work with rule folders")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_commands.add_parser("check", help="validate rule folders and run their golden cases")
+    check.add_argument("dir", nargs="?", help=rules_help)
+    check.set_defaults(func=cmd_rules_check)
+
+    serve = commands.add_parser("serve", help="start the REST service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="create a key; prints it once, as the last line")
+    create.add_argument("--role", required=True, choices=["intake", "reviewer"])
+    create.add_argument("--label", help="who or what the key is for")
+    create.set_defaults(func=cmd_keys_create)
+    keys_commands.add_parser("list", help="list keys (never their secrets)").set_defaults(func=cmd_keys_list)
+    revoke = keys_commands.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RuleError as error:
+        print(f"invalid rules:\n{error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
