@@ -1,0 +1,54 @@
+"""Service settings, read once from ``COVERAGE_CRITERIA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    rules_dir: Path | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Settings from the environment; creates the data directory if it is missing.
+
+        - ``COVERAGE_CRITERIA_DATA_DIR``: default ``./data``
+        - ``COVERAGE_CRITERIA_DATABASE_URL``: default SQLite file ``coverage-criteria.db``
+          in the data directory; ``postgresql://…`` selects PostgreSQL
+        - ``COVERAGE_CRITERIA_RULES_DIR``: rule files to load instead of the bundled ones
+        - ``COVERAGE_CRITERIA_MAX_BODY_BYTES``: request body limit, default 1 MiB
+        """
+        data_dir = Path(environ.get("COVERAGE_CRITERIA_DATA_DIR") or "data").resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        database_url = environ.get("COVERAGE_CRITERIA_DATABASE_URL") or (
+            f"sqlite:///{data_dir / 'coverage-criteria.db'}"
+        )
+        rules_dir = environ.get("COVERAGE_CRITERIA_RULES_DIR")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            rules_dir=Path(rules_dir) if rules_dir else None,
+            max_body_bytes=_positive_int(environ, "COVERAGE_CRITERIA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        )
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of bytes, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value

@@ -1,0 +1,205 @@
+"""Durable storage: every accepted evaluation exactly as it was returned, and API keys.
+
+SQLite by default (WAL journal, ``synchronous=FULL``: a commit that has returned survives a
+hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic migrations in
+``service/migrations``, which :meth:`Database.migrate` applies.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+# Any constant works; it only has to be the same for every server sharing a PostgreSQL database.
+_MIGRATION_LOCK_KEY = 0x636F7665
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("role IN ('intake', 'reviewer')", name="role"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(200))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Evaluation(Base):
+    __tablename__ = "evaluations"
+    __table_args__ = (Index(None, "external_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128))
+    policy_id: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    case_json: Mapped[str] = mapped_column(Text)
+    result_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Database:
+    """An engine and session factory for one database URL (``sqlite:///…`` or ``postgresql://…``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _with_driver(make_url(url))
+        self.engine = _create_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A session for reading; use as ``with db.session() as session:``."""
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed (durably) when the block ends without error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def migrate(self) -> None:
+        """Bring the schema up to the newest migration; safe to run at every start-up."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def as_utc(moment: datetime.datetime) -> datetime.datetime:
+    """SQLite hands timestamps back without a zone; they were stored in UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
+
+
+def storable(value: str) -> bool:
+    """PostgreSQL text cannot hold NUL characters, so no stored key has one (on any backend)."""
+    return "\x00" not in value
+
+
+def save_evaluation(
+    db: Database,
+    *,
+    evaluation_id: str,
+    external_id: str,
+    policy_id: str,
+    policy_version: str,
+    key_id: str,
+    case_json: str,
+    result_json: str,
+) -> None:
+    """Store an evaluation; when this returns, the row is committed."""
+    with db.transaction() as session:
+        session.add(
+            Evaluation(
+                id=evaluation_id,
+                external_id=external_id,
+                policy_id=policy_id,
+                policy_version=policy_version,
+                key_id=key_id,
+                case_json=case_json,
+                result_json=result_json,
+                created_at=utc_now(),
+            )
+        )
+
+
+def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
+    """The stored result JSON text, byte for byte as first returned; None if there is none."""
+    if not storable(evaluation_id):
+        return None
+    with db.session() as session:
+        return session.scalar(select(Evaluation.result_json).where(Evaluation.id == evaluation_id))
+
+
+def list_evaluation_results(db: Database, external_id: str) -> list[str]:
+    """Stored result JSON texts for an intake reference, newest first."""
+    if not storable(external_id):
+        return []
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(Evaluation.result_json)
+                .where(Evaluation.external_id == external_id)
+                .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+            )
+        )
+
+
+def _with_driver(url: URL) -> URL:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default driver is psycopg2)."""
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
+    # The driver's own transaction handling is switched off so that SQLAlchemy's BEGIN (below)
+    # covers every statement, DDL included: a migration either applies fully or not at all.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(connection) -> None:
+    connection.exec_driver_sql("BEGIN")
