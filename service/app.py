@@ -1,0 +1,101 @@
+"""The REST service: ``create_app`` builds it, ``serve`` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.case import Case
+from service.errors import InvalidInput, field_path
+from service.evaluation import Evaluator
+from service.middleware import AccessLogMiddleware, BodySizeLimitMiddleware
+from service.routers import evaluations, health, policies
+from service.settings import Settings
+from service.storage import Database
+
+DESCRIPTION = """\
+Checks prior-authorization cases against declarative, cited coverage criteria.
+Results support a reviewer's determination; they are not a coverage decision.
+
+Every endpoint except `/health` needs an API key in the `X-API-Key` header: `intake` keys may
+submit evaluations and read them and the policies; `reviewer` keys may also list evaluations
+by `external_id`.
+"""
+
+
+def create_app(settings: Settings | None = None, evaluator: Evaluator | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment); migrations run at start-up."""
+    settings = settings or Settings.from_env()
+    database = Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(database.migrate)
+        try:
+            yield
+        finally:
+            database.dispose()
+
+    app = FastAPI(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.database = database
+    app.state.evaluator = evaluator or Evaluator.from_rules_dir(settings.rules_dir)
+    app.include_router(health.router)
+    app.include_router(evaluations.router, prefix="/v1")
+    app.include_router(policies.router, prefix="/v1")
+    app.add_exception_handler(InvalidInput, _invalid_input)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    _document_case_schema(app)
+    return app
+
+
+def serve(host: str, port: int) -> None:
+    """Run the service from environment settings until interrupted."""
+    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=_log_config())
+
+
+async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=422)
+
+
+async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in error.errors()
+    ]
+    return JSONResponse({"detail": "The request is invalid.", "errors": errors}, status_code=422)
+
+
+async def _unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "Internal server error."}, status_code=500)
+
+
+def _document_case_schema(app: FastAPI) -> None:
+    """Put the case model into the OpenAPI components, where the POST body's $ref points."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            case = Case.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(case.pop("$defs", {}))
+            components["Case"] = case
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def _log_config() -> dict[str, Any]:
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config

@@ -1,0 +1,53 @@
+"""Request dependencies: the database, the evaluator, and API-key authentication with roles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from service.evaluation import Evaluator
+from service.keys import KeyRecord, authenticate
+from service.storage import Database
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="An API key from `coverage-criteria keys create --role intake|reviewer`.",
+)
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_evaluator(request: Request) -> Evaluator:
+    return request.app.state.evaluator
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
+
+
+def require_role(role: str):
+    """A dependency that admits an active key holding ``role`` (401 without one, 403 if short)."""
+
+    def authorized_key(
+        request: Request,
+        db: DatabaseDep,
+        presented: Annotated[str | None, Security(api_key_header)],
+    ) -> KeyRecord:
+        key = authenticate(db, presented)
+        if key is None:
+            raise HTTPException(401, detail="A valid API key is required in the X-API-Key header.")
+        request.state.key_id = key.id
+        if not key.has_role(role):
+            raise HTTPException(403, detail=f"This request needs a key with the {role} role.")
+        return key
+
+    return authorized_key
+
+
+IntakeKey = Annotated[KeyRecord, Depends(require_role("intake"))]
+ReviewerKey = Annotated[KeyRecord, Depends(require_role("reviewer"))]

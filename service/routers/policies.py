@@ -1,0 +1,29 @@
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from service.dependencies import EvaluatorDep, IntakeKey
+from service.schemas import ErrorResponse
+
+router = APIRouter(
+    prefix="/policies",
+    tags=["policies"],
+    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+)
+
+
+@router.get("", summary="The policies and versions the service knows")
+def list_policies(_key: IntakeKey, evaluator: EvaluatorDep) -> dict[str, Any]:
+    return {"policies": evaluator.policies()}
+
+
+@router.get(
+    "/{policy_id}",
+    summary="One policy: its criteria, flags, thresholds in words, and citations",
+    responses={404: {"model": ErrorResponse}},
+)
+def get_policy(policy_id: str, _key: IntakeKey, evaluator: EvaluatorDep) -> dict[str, Any]:
+    policy = evaluator.describe_policy(policy_id)
+    if policy is None:
+        raise HTTPException(404, detail=f"No policy with id {policy_id!r}.")
+    return policy
