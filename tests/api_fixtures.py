@@ -1,0 +1,134 @@
+"""Fixtures for the service tests: a real database (SQLite always, PostgreSQL when reachable),
+the real ASGI app, and API keys.
+
+PostgreSQL: a fresh database is created for the test session and dropped after it; each test
+starts from an empty schema. Set COVERAGE_CRITERIA_TEST_POSTGRES_URL to use another server.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from service.app import create_app
+from service.evaluation import Evaluator
+from service.keys import create_key
+from service.settings import Settings
+from service.storage import Database
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "COVERAGE_CRITERIA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+CONTRACT_CASE: dict[str, Any] = {
+    "external_id": "INTAKE-2026-000123",
+    "policy": "isass-2023-restorative-neurostimulation",
+    "service_date": "2026-12-01",
+    "patient": {"age_years": 52, "bmi": 31.2},
+    "low_back_pain": {
+        "duration_months": 26,
+        "mechanical": True,
+        "axial_predominant": True,
+        "predominant_pain_type": "nociceptive",
+        "nrs": 7,
+        "odi_percent": 44,
+        "quality_of_life_severely_impaired": True,
+        "eq5d_index": 0.43,
+    },
+    "conservative_care": {
+        "medication_outcome": "failed",
+        "physical_therapy_outcome": "failed",
+        "duration_months": 14,
+    },
+    "multifidus_dysfunction": {
+        "prone_instability_test": "positive",
+        "imaging": "atrophy_or_fatty_infiltration",
+    },
+    "surgery": {"spine_surgery_indicated": False, "prior_spine_surgery_at_or_below_t8": False},
+    "device": {"able_to_operate": True, "fit_for_implant_surgery": True},
+    "other_findings": {
+        "scoliosis": False,
+        "neurological_deficit": False,
+        "stenosis_with_leg_pain": False,
+        "scs_candidate": False,
+    },
+    "diagnosis_codes": ["M54.50", "M62.85"],
+}
+
+
+@pytest.fixture
+def contract_case() -> dict[str, Any]:
+    """The example case of shared/contract.md: every criterion met."""
+    return copy.deepcopy(CONTRACT_CASE)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database created for this test session on the local PostgreSQL, dropped afterwards."""
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}")
+    name = f"coverage_criteria_test_{secrets.token_hex(4)}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty database: a new SQLite file, or the session's PostgreSQL database with a fresh schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'coverage-criteria.db'}"
+    url = request.getfixturevalue("postgres_url")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def evaluator() -> Evaluator:
+    return Evaluator.from_rules_dir()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def client(settings: Settings, evaluator: Evaluator, database: Database) -> Iterator[TestClient]:
+    """The real app on the test database (``database`` has migrated it, and keys can be made there)."""
+    with TestClient(create_app(settings, evaluator)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def intake_key(database: Database) -> str:
+    return create_key(database, "intake", label="intake tests")[1]
+
+
+@pytest.fixture
+def reviewer_key(database: Database) -> str:
+    return create_key(database, "reviewer", label="reviewer tests")[1]
