@@ -1,0 +1,155 @@
+"""Each known durable-rules pitfall (DEVELOPERS.md) has a test that fails if its guard goes away."""
+
+import subprocess
+import sys
+import threading
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import FULL_CASE, statuses
+from service.compiler import DISCRIMINATOR, SENTINEL, compile_policy
+from service.engine import EngineError, RulesEngine
+from service.evaluation import Evaluator
+from service.rules import load_catalog
+
+
+def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def varied_cases(count: int) -> list[dict]:
+    """Cases that differ in every criterion's outcome, so mixed-up cases would show."""
+    cases = []
+    for i in range(count):
+        case = {"external_id": f"case-{i}", "service_date": "2026-12-01",
+                "patient": {"age_years": 10 + i % 80},
+                "low_back_pain": {"nrs": i % 11, "odi_percent": (i * 7) % 101},
+                "multifidus_dysfunction": {"prone_instability_test": ["positive", "negative", "not_performed"][i % 3]}}
+        if i % 4:
+            case["surgery"] = {"spine_surgery_indicated": i % 2 == 0}
+        cases.append(case)
+    return cases
+
+
+def findings(result: dict) -> tuple:
+    return result["summary"], result["criteria"], result["flags"]
+
+
+def test_every_rule_is_guarded_by_the_discriminator_and_a_sentinel_matches_every_case():
+    for version in load_catalog().all_versions():
+        ruleset = compile_policy(version).ruleset
+        assert ruleset[SENTINEL] == {"all": [{"m": DISCRIMINATOR}]}
+        for name, rule in ruleset.items():
+            if name != SENTINEL:
+                assert rule["all"][0]["m"]["$and"][0] == DISCRIMINATOR, name
+
+
+def test_cases_with_no_facts_are_stored_and_deleted_without_killing_the_process():
+    # Without the sentinel, deleting the sid of a case that stored no fact segfaults.
+    result = run_python("""
+        from service.evaluation import Evaluator
+        evaluator = Evaluator.from_rules_dir()
+        for i in range(1500):
+            result = evaluator.evaluate({"external_id": str(i)})
+        print(result["summary"]["outcome"])
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "information_missing"
+
+
+def test_a_rule_made_only_of_negations_terminates(tmp_path):
+    # Negations must match documented facts only, never the engine's own state record (which
+    # would loop); the discriminator that guards against that is checked structurally above.
+    folder = tmp_path / "negations" / "1"
+    folder.mkdir(parents=True)
+    (folder / "policy.yaml").write_text(textwrap.dedent("""
+        id: negations
+        version: "1"
+        title: Only negations
+        status: draft
+        effective_from: 2020-01-01
+        sources: {s: {reference: A source}}
+        criteria:
+          - id: NEG-01
+            title: Not indicated
+            requirement: Spine surgery is anything but indicated
+            met_when: {not: {field: surgery.spine_surgery_indicated, equals: true}}
+            citations: [{source: s, locator: here}]
+          - id: NEG-02
+            title: Not atrophy
+            requirement: Imaging is none of atrophy
+            met_when: {field: multifidus_dysfunction.imaging, none_of: [atrophy_or_fatty_infiltration]}
+            citations: [{source: s, locator: here}]
+    """))
+    result = run_python(f"""
+        from service.evaluation import Evaluator
+        evaluator = Evaluator.from_rules_dir({str(tmp_path)!r})
+        for case in ({{}}, {{"surgery": {{"spine_surgery_indicated": False}}}},
+                     {{"multifidus_dysfunction": {{"imaging": "no_abnormality"}}}}):
+            result = evaluator.evaluate({{"external_id": "x", **case}})
+            print(*[c["status"] for c in result["criteria"]])
+    """, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == [
+        "insufficient_information insufficient_information",
+        "met insufficient_information",
+        "insufficient_information met",
+    ]
+
+
+def test_thousands_of_cases_in_a_row_well_past_1024_live_sids(evaluator):
+    # Each sid is deleted after its case; otherwise the 1,025th raises MemoryError.
+    cases = varied_cases(3000)
+    results = [evaluator.evaluate(c) for c in cases]
+    again = evaluator.evaluate(cases[7])
+    assert findings(again) == findings(results[7])
+    assert len({r["evaluation_id"] for r in results}) == 3000
+
+
+def test_threads_at_once_give_the_same_results_as_one_by_one(evaluator):
+    cases = varied_cases(1200)
+    one_by_one = [findings(evaluator.evaluate(c)) for c in cases]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        at_once = list(pool.map(lambda c: findings(evaluator.evaluate(c)), cases))
+    assert at_once == one_by_one
+
+
+def test_facts_are_asserted_so_every_matching_rule_fires(evaluator):
+    # An event (post) would fire only the first matching rule: one criterion met, the rest unknown.
+    result = evaluator.evaluate(FULL_CASE)
+    assert set(statuses(result).values()) == {"met", "absent"}
+
+
+def test_an_exception_inside_a_rule_action_is_raised_not_swallowed(monkeypatch):
+    def failing_recorder(self, rule_name):
+        def record(_closure):
+            raise ValueError("action failed")
+        return record
+
+    monkeypatch.setattr(RulesEngine, "_recorder", failing_recorder)
+    evaluator = Evaluator.from_rules_dir()
+    with pytest.raises(EngineError, match="action failed|sentinel"):
+        evaluator.evaluate(FULL_CASE)
+
+
+def test_the_host_starts_no_background_dispatch_threads():
+    before = threading.active_count()
+    RulesEngine()
+    assert threading.active_count() == before
+
+
+def test_registration_leaves_the_compiled_ruleset_intact_and_is_done_once():
+    engine = RulesEngine()
+    compiled = compile_policy(next(load_catalog().all_versions()))
+    engine.register(compiled)
+    engine.register(compiled)
+    assert all("run" not in rule for rule in compiled.ruleset.values())
+    assert SENTINEL in engine.run(compiled.name, {})
+
+
+def test_an_unregistered_ruleset_is_an_engine_error():
+    with pytest.raises(EngineError, match="not registered"):
+        RulesEngine().run("nothing@1", {})
