@@ -1,5 +1,5 @@
 """Fixtures for the service tests: a real database (SQLite always, PostgreSQL when reachable),
-the real ASGI app, and API keys.
+the real ASGI app (with conftest's session ``evaluator``), and API keys.
 
 PostgreSQL: a fresh database is created for the test session and dropped after it; each test
 starts from an empty schema. Set COVERAGE_CRITERIA_TEST_POSTGRES_URL to use another server.
@@ -7,11 +7,9 @@ starts from an empty schema. Set COVERAGE_CRITERIA_TEST_POSTGRES_URL to use anot
 
 from __future__ import annotations
 
-import copy
 import os
 import secrets
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -28,47 +26,6 @@ from service.storage import Database
 POSTGRES_ADMIN_URL = os.environ.get(
     "COVERAGE_CRITERIA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-
-CONTRACT_CASE: dict[str, Any] = {
-    "external_id": "INTAKE-2026-000123",
-    "policy": "isass-2023-restorative-neurostimulation",
-    "service_date": "2026-12-01",
-    "patient": {"age_years": 52, "bmi": 31.2},
-    "low_back_pain": {
-        "duration_months": 26,
-        "mechanical": True,
-        "axial_predominant": True,
-        "predominant_pain_type": "nociceptive",
-        "nrs": 7,
-        "odi_percent": 44,
-        "quality_of_life_severely_impaired": True,
-        "eq5d_index": 0.43,
-    },
-    "conservative_care": {
-        "medication_outcome": "failed",
-        "physical_therapy_outcome": "failed",
-        "duration_months": 14,
-    },
-    "multifidus_dysfunction": {
-        "prone_instability_test": "positive",
-        "imaging": "atrophy_or_fatty_infiltration",
-    },
-    "surgery": {"spine_surgery_indicated": False, "prior_spine_surgery_at_or_below_t8": False},
-    "device": {"able_to_operate": True, "fit_for_implant_surgery": True},
-    "other_findings": {
-        "scoliosis": False,
-        "neurological_deficit": False,
-        "stenosis_with_leg_pain": False,
-        "scs_candidate": False,
-    },
-    "diagnosis_codes": ["M54.50", "M62.85"],
-}
-
-
-@pytest.fixture
-def contract_case() -> dict[str, Any]:
-    """The example case of shared/contract.md: every criterion met."""
-    return copy.deepcopy(CONTRACT_CASE)
 
 
 @pytest.fixture(scope="session")
@@ -105,11 +62,6 @@ def database(database_url: str) -> Iterator[Database]:
     db.migrate()
     yield db
     db.dispose()
-
-
-@pytest.fixture(scope="session")
-def evaluator() -> Evaluator:
-    return Evaluator.from_rules_dir()
 
 
 @pytest.fixture

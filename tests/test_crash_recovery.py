@@ -1,0 +1,132 @@
+"""A hard kill of a loaded server loses no acknowledged evaluation.
+
+A real server process (``python -m service.cli serve``) on a temporary SQLite database takes
+concurrent submissions; it is SIGKILLed while requests are in flight, restarted on the same
+database, and every evaluation that had been answered with 201 must be there, byte for byte.
+"""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.keys import create_key
+from service.storage import Database
+
+WORKERS = 16
+ACKNOWLEDGED_BEFORE_KILL = 150
+STARTUP_SECONDS = 30
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"server exited with {server.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return server, base_url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    pytest.fail(f"server did not become healthy in {STARTUP_SECONDS}s:\n{log_path.read_text()}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.kill()
+    server.wait(timeout=10)
+
+
+def test_every_acknowledged_evaluation_survives_a_hard_kill(tmp_path, full_case):
+    database_path = tmp_path / "coverage-criteria.db"
+    database = Database(f"sqlite:///{database_path}")
+    database.migrate()
+    _, key = create_key(database, "intake", label="crash test")
+    database.dispose()
+    env = {
+        **os.environ,
+        "COVERAGE_CRITERIA_DATA_DIR": str(tmp_path),
+        "COVERAGE_CRITERIA_DATABASE_URL": f"sqlite:///{database_path}",
+    }
+    headers = {"X-API-Key": key}
+    acknowledged: dict[str, bytes] = {}
+    unexpected: list[int] = []
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def submit_until_the_server_dies(worker: int, base_url: str) -> None:
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+            number = 0
+            while not killed.is_set():
+                case = {**full_case, "external_id": f"CRASH-{worker}-{number}"}
+                try:
+                    response = http.post("/v1/evaluations", json=case)
+                except httpx.TransportError:
+                    return
+                with lock:
+                    if response.status_code == 201:
+                        acknowledged[response.json()["evaluation_id"]] = response.content
+                    else:
+                        unexpected.append(response.status_code)
+                number += 1
+
+    server, base_url = start_server(env, tmp_path / "server.log")
+    try:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            load = [pool.submit(submit_until_the_server_dies, worker, base_url) for worker in range(WORKERS)]
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < ACKNOWLEDGED_BEFORE_KILL and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=10)
+            killed.set()
+            for worker in load:
+                worker.result()
+    finally:
+        stop(server)
+
+    assert unexpected == []
+    assert len(acknowledged) >= ACKNOWLEDGED_BEFORE_KILL
+
+    restarted, base_url = start_server(env, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+            lost = []
+            for evaluation_id, content in acknowledged.items():
+                response = http.get(f"/v1/evaluations/{evaluation_id}")
+                if response.status_code != 200 or response.content != content:
+                    lost.append((evaluation_id, response.status_code))
+    finally:
+        stop(restarted)
+
+    assert lost == []
+    with closing(sqlite3.connect(database_path)) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
