@@ -6,9 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from service.app import create_app
+from service.case import FIELDS
 from service.keys import create_key, revoke_key
 from service.storage import Evaluation
 
@@ -220,8 +223,9 @@ def test_an_invalid_case_gets_422_naming_the_field_and_nothing_is_stored(
         (b'{"external_id": "X"}', "text/plain", "headers.content-type"),
         (b"external_id=X", "application/x-www-form-urlencoded", "headers.content-type"),
         (b'["not", "a", "case"]', "application/json", "case"),
+        (b'{"external_id": "X", "low_back_pain": {"nrs": NaN}}', "application/json", "low_back_pain.nrs"),
     ],
-    ids=["truncated", "not-utf", "empty", "deeply-nested", "text", "form", "array"],
+    ids=["truncated", "not-utf", "empty", "deeply-nested", "text", "form", "array", "nan"],
 )
 def test_a_body_that_is_not_a_json_case_gets_422(client, database, intake_key, body, content_type, field):
     response = client.post(
@@ -231,6 +235,36 @@ def test_a_body_that_is_not_a_json_case_gets_422(client, database, intake_key, b
     assert response.status_code == 422
     assert [error["field"] for error in response.json()["errors"]] == [field]
     assert stored_count(database) == 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(path=st.sampled_from(["external_id", "policy", "service_date", "diagnosis_codes", *FIELDS]), value=JSON_VALUES)
+def test_any_value_in_any_field_gets_201_or_a_422_naming_fields(client, intake_key, full_case, path, value):
+    section, _, name = path.partition(".")
+    if name:
+        full_case[section][name] = value
+    else:
+        full_case[section] = value
+
+    response = post_case(client, intake_key, full_case)
+
+    assert response.status_code in (201, 422)
+    if response.status_code == 422:
+        assert all(error["field"] and error["message"] for error in response.json()["errors"])
+
+
+@FUZZ
+@given(payload=JSON_VALUES)
+def test_any_json_document_gets_201_or_422(client, intake_key, payload):
+    assert post_case(client, intake_key, payload).status_code in (201, 422)
 
 
 def test_a_json_media_type_with_charset_is_accepted(client, intake_key, full_case):
