@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from service.engine import EngineError
 from service.errors import InvalidInput
 from service.rules import RuleError
 
@@ -20,8 +21,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _print_json(data: Any, indent: int | None) -> None:
-    json.dump(data, sys.stdout, indent=indent, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
 
 
 def _fail(error: InvalidInput) -> int:
@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuleError as error:
         print(f"invalid rules:\n{error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except EngineError as error:  # our bug, not the input's: say so without a traceback
+        print(f"internal error in the rules engine: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED

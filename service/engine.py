@@ -13,15 +13,21 @@ durable-rules is unmaintained since 2020 and has sharp edges; each is handled he
 - ``delete_state`` on a sid that never stored a fact kills the process: the compiled sentinel rule
   matches every case, and the sid is deleted only once the sentinel has fired.
 - Exceptions raised in actions are swallowed into ``state['exception']``: checked after each run.
+- Its JSON parser rejects numbers written as a digit and an exponent with no decimal point
+  (``1e-05``, ``2e+16``, as Python writes some floats): facts are serialized here, every float
+  in plain fixed-point notation, and handed to the engine as text.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import threading
+from decimal import Decimal
 from typing import Any, Callable
 
+import durable_rules_engine
 from durable.engine import Host
 
 from service.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
@@ -34,6 +40,29 @@ class EngineError(RuntimeError):
 class _QuietHost(Host):
     def _run(self) -> None:  # no background dispatch threads (see module docstring)
         pass
+
+    def assert_fact_text(self, ruleset_name: str, fact_text: str) -> dict[str, Any]:
+        """``Host.assert_fact`` for a fact already serialized (see ``fact_json``); returns the state."""
+        rules = self.get_ruleset(ruleset_name)
+
+        def assert_text(text: str) -> Any:
+            return rules._handle_result(durable_rules_engine.assert_fact(rules._handle, text), text)
+
+        return self._handle_function(rules, assert_text, fact_text, None)
+
+
+def fact_json(value: Any) -> str:
+    """JSON for a fact (nested objects of scalars) that durable-rules parses: floats fixed-point."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{fact_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("facts hold finite numbers only")
+        text = format(Decimal(repr(value)), "f")
+        return text if "." in text else f"{text}.0"
+    if value is None or isinstance(value, (bool, int, str)):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"a fact cannot hold {type(value).__name__}")
 
 
 class RulesEngine:
@@ -68,7 +97,7 @@ class RulesEngine:
             sid = str(next(self._sids))
             self._fired = fired = []
             try:
-                state = self._host.assert_fact(ruleset, {**facts, **DISCRIMINATOR, "sid": sid})
+                state = self._host.assert_fact_text(ruleset, fact_json({**facts, **DISCRIMINATOR, "sid": sid}))
             except Exception as error:
                 raise EngineError(f"durable-rules failed on {ruleset}: {type(error).__name__}") from error
             finally:

@@ -20,8 +20,10 @@ _FLAG_PREFIX = {True: "Present", False: "Absent", None: "Unknown"}
 
 
 def _plain(value: Any) -> Any:
-    """7.0 -> 7, so evidence shows numbers as intake systems usually send them."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """7.0 -> 7, so evidence shows numbers as intake systems usually send them (exact ints only)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
 
 
 def _words(value: Any) -> str:

@@ -153,3 +153,12 @@ def test_registration_leaves_the_compiled_ruleset_intact_and_is_done_once():
 def test_an_unregistered_ruleset_is_an_engine_error():
     with pytest.raises(EngineError, match="not registered"):
         RulesEngine().run("nothing@1", {})
+
+
+@pytest.mark.parametrize("number", [1e-05, 5e-324, 2e16, 1.7976931348623157e308, 5.999999999999999])
+def test_numbers_python_writes_with_a_bare_exponent_reach_the_engine_exactly(evaluator, number):
+    # durable-rules' JSON parser rejects "1e-05" (error 204); facts are written fixed-point instead.
+    result = evaluator.evaluate({"external_id": "x", "low_back_pain": {"duration_months": number}})
+    chronic = result["criteria"][1]
+    assert chronic["status"] == ("met" if number >= 3 else "not_met")
+    assert chronic["evidence"][0]["value"] == number
