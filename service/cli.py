@@ -48,16 +48,20 @@ def _evaluator(rules_dir: str | None):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    indent = None if args.compact else 2
     try:
         payload = _read_json(args.case)
         evaluator = _evaluator(args.rules)
-        if isinstance(payload, list):
-            output: Any = evaluator.evaluate_batch(payload)
-        else:
-            output = evaluator.evaluate(payload)
+        if not isinstance(payload, list):
+            _print_json(evaluator.evaluate(payload), indent)
+            return EXIT_OK
+        results = evaluator.evaluate_batch(payload)  # raises before anything is printed
     except InvalidInput as error:
         return _fail(error)
-    _print_json(output, None if args.compact else 2)
+    sys.stdout.write("[")
+    for index, result in enumerate(results):
+        sys.stdout.write(("," if index else "") + json.dumps(result, indent=indent, ensure_ascii=False))
+    sys.stdout.write("]\n")
     return EXIT_OK
 
 

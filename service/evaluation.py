@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pydantic import ValidationError
 
@@ -89,8 +89,12 @@ class Evaluator:
         """Evaluate one case (parsed JSON); raise InvalidInput naming each offending field."""
         return self.evaluate_parsed(*self.parse(payload))
 
-    def evaluate_batch(self, payloads: list[Any]) -> list[dict[str, Any]]:
-        """Validate every case first (errors prefixed ``[i]``), then evaluate them in order."""
+    def evaluate_batch(self, payloads: list[Any]) -> Iterator[dict[str, Any]]:
+        """Validate every case first (errors prefixed ``[i]``), then yield their results in order.
+
+        Nothing is evaluated unless every case is valid; results are yielded one at a time so a
+        large batch is never held in memory whole.
+        """
         parsed, errors = [], []
         for index, payload in enumerate(payloads):
             try:
@@ -99,7 +103,7 @@ class Evaluator:
                 errors.extend(error.errors)
         if errors:
             raise InvalidInput(errors)
-        return [self.evaluate_parsed(*p) for p in parsed]
+        return (self.evaluate_parsed(*p) for p in parsed)
 
     def evaluate_version(self, version: PolicyVersion, payload: Any) -> dict[str, Any]:
         """Evaluate against a given version whatever the service date (golden cases use this)."""
