@@ -94,7 +94,8 @@ class OtherFindings(_Strict):
 
 
 class Case(_Strict):
-    external_id: str = Field(min_length=1, max_length=128)
+    # No control characters: it is echoed, logged by reference and stored (PostgreSQL text cannot hold NUL).
+    external_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
     policy: str | None = Field(None, min_length=1, max_length=128)
     service_date: IsoDate | None = None
     patient: Patient | None = None

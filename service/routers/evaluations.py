@@ -17,7 +17,6 @@ from service.storage import (
     get_evaluation_result,
     list_evaluation_results,
     save_evaluation,
-    storable,
 )
 
 router = APIRouter(
@@ -113,8 +112,6 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
 def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, str]:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
     result = evaluator.evaluate(payload)
-    if not storable(result["external_id"]):
-        raise InvalidInput.one("external_id", "Must not contain NUL characters.", "string_nul")
     result_json = _dumps(result)
     save_evaluation(
         db,
