@@ -179,7 +179,8 @@ class _RuleEntry(_Format):
     id: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]*$")
     title: str = Field(min_length=1)
     requirement: str = Field(min_length=1)
-    logic: Any = None
+    met_when: Any = None  # criteria
+    present_when: Any = None  # flags
     citations: list[_CitationEntry] = Field(min_length=1)
 
 
@@ -287,42 +288,29 @@ def _problems_of(error: ValidationError, data: Any) -> list[str]:
 def _build_rules(kind: str, entries: list[_RuleEntry], sources: dict[str, _Source],
                  seen: set[str], problems: list[str]) -> tuple[Rule, ...]:
     rules = []
-    for index, entry in enumerate(entries):
+    for entry in entries:
         label = entry.id
-        if entry.id in seen:
+        if label in seen:
             problems.append(f"{label}: duplicate id (ids must be unique across criteria and flags)")
-        seen.add(entry.id)
+        seen.add(label)
         citations = []
         for c_index, citation in enumerate(entry.citations):
             if citation.source not in sources:
                 problems.append(f"{label}: citations[{c_index}]: unknown source {citation.source!r}")
                 continue
             citations.append(Citation(citation.source, citation.locator, sources[citation.source].reference))
-        logic_key = "met_when" if kind == "criteria" else "present_when"
+        logic_key, other_key = ("met_when", "present_when") if kind == "criteria" else ("present_when", "met_when")
         try:
-            if entry.logic is None:
+            if getattr(entry, other_key) is not None:
+                raise RuleError(f"{other_key}: {kind} say {logic_key}, not {other_key}")
+            if getattr(entry, logic_key) is None:
                 raise RuleError(f"{logic_key}: missing")
-            logic = parse_logic(entry.logic, logic_key)
+            logic = parse_logic(getattr(entry, logic_key), logic_key)
         except RuleError as error:
             problems.append(f"{label}: {error}")
             continue
         rules.append(Rule(entry.id, entry.title, entry.requirement, logic, tuple(citations), tuple(fields_of(logic))))
     return tuple(rules)
-
-
-def _rename_logic_keys(data: Any) -> Any:
-    """Rule files say ``met_when`` (criteria) and ``present_when`` (flags); both are the logic."""
-    if not isinstance(data, dict):
-        return data
-    renamed = dict(data)
-    for kind, key in (("criteria", "met_when"), ("flags", "present_when")):
-        entries = data.get(kind)
-        if isinstance(entries, list):
-            renamed[kind] = [
-                {("logic" if k == key else k): v for k, v in e.items()} if isinstance(e, dict) else e
-                for e in entries
-            ]
-    return renamed
 
 
 def load_policy_file(path: Path) -> PolicyVersion:
@@ -331,7 +319,6 @@ def load_policy_file(path: Path) -> PolicyVersion:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
         raise RuleError(f"{path}: cannot read YAML: {error}") from None
-    data = _rename_logic_keys(data)
     try:
         parsed = _PolicyFile.model_validate(data)
     except ValidationError as error:

@@ -77,7 +77,7 @@ def test_bundled_rules_load_with_every_criterion_and_flag_of_the_brief():
          "citations[0]: unknown source 'isass-2024'"),
         ("ISASS-RN-02", {"citations": []}, "citations: List should have at least 1 item"),
         ("ISASS-RN-02", {"python": "lambda case: True"}, "python: Extra inputs are not permitted"),
-        ("TRIAL-BMI", {"met_when": {"field": "patient.bmi", "more_than": 35}}, "met_when: Extra inputs"),
+        ("TRIAL-BMI", {"met_when": {"field": "patient.bmi", "more_than": 35}}, "met_when: flags say present_when"),
         ("ISASS-RN-03", {"met_when": None}, "met_when: missing"),
     ],
 )
