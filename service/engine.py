@@ -51,17 +51,32 @@ class _QuietHost(Host):
         return self._handle_function(rules, assert_text, fact_text, None)
 
 
+_json_string = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every string, not one per call
+
+
+def _fixed_point(value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("facts hold finite numbers only")
+    text = repr(value)  # shortest round-trip digits; an exponent only below 1e-4 or from 1e16
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text if "." in text else f"{text}.0"
+
+
 def fact_json(value: Any) -> str:
     """JSON for a fact (nested objects of scalars) that durable-rules parses: floats fixed-point."""
     if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{fact_json(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join([f"{_json_string(str(k))}:{fact_json(v)}" for k, v in value.items()]) + "}"
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("facts hold finite numbers only")
-        text = format(Decimal(repr(value)), "f")
-        return text if "." in text else f"{text}.0"
-    if value is None or isinstance(value, (bool, int, str)):
-        return json.dumps(value, ensure_ascii=False)
+        return _fixed_point(value)
+    if value is None:
+        return "null"
     raise TypeError(f"a fact cannot hold {type(value).__name__}")
 
 
