@@ -17,19 +17,22 @@ from service.case import Case
 from service.compiler import CompiledPolicy, compile_policy
 from service.engine import RulesEngine
 from service.errors import InvalidInput
-from service.result import build_result
+from service.result import ResultBuilder
 from service.rules import Catalog, PolicyVersion, load_catalog
 
 
-def _facts(case: Case, fields: Iterable[str]) -> dict[str, Any]:
-    """The documented values the rules read, nested as in the case; missing and null are left out."""
+def _read(case: Case, fields: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The documented values the rules read, twice: nested as in the case (the facts the engine
+    is given) and by dotted path (for the result). Missing and null fields are left out."""
     facts: dict[str, dict[str, Any]] = {}
+    values: dict[str, Any] = {}
     for path in fields:
         value = case.value(path)
         if value is not None:
             section, name = path.split(".")
             facts.setdefault(section, {})[name] = value
-    return facts
+            values[path] = value
+    return facts, values
 
 
 class Evaluator:
@@ -37,10 +40,12 @@ class Evaluator:
         self.catalog = catalog
         self.engine = engine or RulesEngine()
         self._compiled: dict[str, CompiledPolicy] = {}
+        self._builders: dict[str, ResultBuilder] = {}
         for version in catalog.all_versions():
             compiled = compile_policy(version)
             self.engine.register(compiled)
             self._compiled[version.key] = compiled
+            self._builders[version.key] = ResultBuilder(version)
 
     @classmethod
     def from_rules_dir(cls, rules_dir: Path | str | None = None) -> "Evaluator":
@@ -75,10 +80,11 @@ class Evaluator:
 
     def evaluate_parsed(self, case: Case, version: PolicyVersion, day: datetime.date) -> dict[str, Any]:
         compiled = self._compiled[version.key]
-        fired = self.engine.run(compiled.name, _facts(case, compiled.fields))
-        return build_result(
-            version,
-            case,
+        facts, values = _read(case, compiled.fields)
+        fired = self.engine.run(compiled.name, facts)
+        return self._builders[version.key].build(
+            case.external_id,
+            values,
             compiled.node_truths(fired),
             evaluation_id=str(uuid.uuid4()),
             evaluated_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -3,13 +3,16 @@
 The engine has already decided the truth of every node of every rule; this module only reads
 those truths back: it names the comparisons that settle each answer (the reason), the values read
 (the evidence), and the missing fields the answer still depends on. It never compares values.
+
+What does not depend on the case (titles, citations, each comparison's requirement in words) is
+worked out once per policy version, when its ``ResultBuilder`` is made.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
-from service.case import FIELDS, Case
+from service.case import FIELDS
 from service.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule
 
 NOTICE = "These findings support a reviewer's determination; they are not a coverage decision."
@@ -34,19 +37,29 @@ def _words(value: Any) -> str:
     return str(_plain(value))
 
 
-def _settling(expr: Expr, node_id: str, truths: dict[str, bool], negated: bool = False):
-    """The comparisons that settle a node's truth value, each with its id and whether it is negated.
+def _comparisons(expr: Expr, node_id: str, negated: bool = False) -> Iterator[tuple[str, Comparison, bool]]:
+    """Every comparison of a rule's logic with its node id and whether it sits under a ``not``."""
+    if isinstance(expr, Comparison):
+        yield node_id, expr, negated
+    elif isinstance(expr, Not):
+        yield from _comparisons(expr.part, f"{node_id}.0", not negated)
+    else:
+        for index, part in enumerate(expr.parts):
+            yield from _comparisons(part, f"{node_id}.{index}", negated)
+
+
+def _settling(expr: Expr, node_id: str, truths: dict[str, bool]) -> Iterator[tuple[str, Comparison]]:
+    """The comparisons that settle a node's truth value, each with its node id.
 
     A known node is settled by its parts of the same truth value (for a true ``all`` or a false
     ``any``, that is every part). An unknown node waits on its unknown parts; an unknown ``any``
     also lists its false parts, since they are why the answer still waits on the missing ones.
-    ``negated`` (under a ``not``) only changes how a comparison's requirement is worded.
     """
     if isinstance(expr, Comparison):
-        yield node_id, expr, negated
+        yield node_id, expr
         return
     if isinstance(expr, Not):
-        yield from _settling(expr.part, f"{node_id}.0", truths, not negated)
+        yield from _settling(expr.part, f"{node_id}.0", truths)
         return
     truth = truths.get(node_id)
     for index, part in enumerate(expr.parts):
@@ -54,40 +67,46 @@ def _settling(expr: Expr, node_id: str, truths: dict[str, bool], negated: bool =
         part_truth = truths.get(part_id)
         keep = part_truth == truth or (truth is None and part_truth is False and isinstance(expr, AnyOf))
         if keep:
-            yield from _settling(part, part_id, truths, negated)
+            yield from _settling(part, part_id, truths)
 
 
-def _sentence(case: Case, node: Comparison, negated: bool, needs: str) -> str:
-    info = FIELDS[node.field]
-    operator = OPERATORS[node.operator][1] if negated else node.operator
-    required = _words(node.value) if operator == "equals" else f"{OPERATORS[operator][0]} {_words(node.value)}"
-    value = case.value(node.field)
-    if value is None:
-        return f"{info.label} is not documented ({node.field}; {needs}: {required})"
-    return f"{info.label} is {_words(value)} ({needs}: {required})"
+class _FindingWriter:
+    """Writes one rule's finding (a criterion's or a flag's) from the documented values and truths."""
 
+    def __init__(self, rule: Rule, statuses: dict, prefixes: dict, needs: str):
+        self.rule = rule
+        self.statuses = statuses
+        self.prefixes = prefixes
+        self.citations = [c.to_dict() for c in rule.citations]
+        # node id -> (the field's label, what the comparison needs in words: "required: at least 6")
+        self.wording: dict[str, tuple[str, str]] = {}
+        for node_id, node, negated in _comparisons(rule.logic, rule.id):
+            operator = OPERATORS[node.operator][1] if negated else node.operator
+            required = _words(node.value) if operator == "equals" else f"{OPERATORS[operator][0]} {_words(node.value)}"
+            self.wording[node_id] = (FIELDS[node.field].label, f"{needs}: {required}")
 
-def _finding(rule: Rule, case: Case, truths: dict[str, bool], statuses: dict, prefixes: dict,
-             needs: str) -> dict[str, Any]:
-    truth = truths.get(rule.id)
-    settling = list(_settling(rule.logic, rule.id, truths))
-    missing = list(dict.fromkeys(n.field for _, n, _ in settling if case.value(n.field) is None))
-    reason = f"{prefixes[truth]}: " + "; ".join(_sentence(case, n, neg, needs) for _, n, neg in settling) + "."
-    evidence = [
-        {"field": path, "value": _plain(case.value(path))}
-        for path in rule.fields
-        if case.value(path) is not None
-    ]
-    return {
-        "id": rule.id,
-        "title": rule.title,
-        "requirement": rule.requirement,
-        "status": statuses[truth],
-        "reason": reason,
-        "evidence": evidence,
-        "missing": missing if truth is None else [],
-        "citations": [c.to_dict() for c in rule.citations],
-    }
+    def finding(self, values: dict[str, Any], truths: dict[str, bool]) -> dict[str, Any]:
+        rule = self.rule
+        truth = truths.get(rule.id)
+        sentences, missing = [], []
+        for node_id, node in _settling(rule.logic, rule.id, truths):
+            label, needs = self.wording[node_id]
+            value = values.get(node.field)
+            if value is None:
+                missing.append(node.field)
+                sentences.append(f"{label} is not documented ({node.field}; {needs})")
+            else:
+                sentences.append(f"{label} is {_words(value)} ({needs})")
+        return {
+            "id": rule.id,
+            "title": rule.title,
+            "requirement": rule.requirement,
+            "status": self.statuses[truth],
+            "reason": f"{self.prefixes[truth]}: {'; '.join(sentences)}.",
+            "evidence": [{"field": path, "value": _plain(values[path])} for path in rule.fields if path in values],
+            "missing": list(dict.fromkeys(missing)) if truth is None else [],
+            "citations": [dict(c) for c in self.citations],  # copies: results share no mutable part
+        }
 
 
 def _outcome(criteria: list[dict[str, Any]]) -> str:
@@ -99,24 +118,34 @@ def _outcome(criteria: list[dict[str, Any]]) -> str:
     return "all_criteria_met"
 
 
-def build_result(policy: PolicyVersion, case: Case, truths: dict[str, bool], *,
-                 evaluation_id: str, evaluated_at: str, service_date: str) -> dict[str, Any]:
-    criteria = [_finding(r, case, truths, CRITERION_STATUS, _PREFIX, "required") for r in policy.criteria]
-    flags = [_finding(r, case, truths, FLAG_STATUS, _FLAG_PREFIX, "present when") for r in policy.flags]
-    counts = {status: sum(c["status"] == status for c in criteria) for status in CRITERION_STATUS.values()}
-    return {
-        "evaluation_id": evaluation_id,
-        "external_id": case.external_id,
-        "evaluated_at": evaluated_at,
-        "service_date": service_date,
-        "policy": policy.header(),
-        "summary": {
-            "outcome": _outcome(criteria),
-            **counts,
-            "total": len(criteria),
-            "notice": NOTICE,
-        },
-        "criteria": criteria,
-        "flags": flags,
-        "missing_information": list(dict.fromkeys(f for c in criteria for f in c["missing"])),
-    }
+class ResultBuilder:
+    """Builds the results of one policy version."""
+
+    def __init__(self, policy: PolicyVersion):
+        self.policy = policy
+        self._header = policy.header()
+        self._criteria = [_FindingWriter(r, CRITERION_STATUS, _PREFIX, "required") for r in policy.criteria]
+        self._flags = [_FindingWriter(r, FLAG_STATUS, _FLAG_PREFIX, "present when") for r in policy.flags]
+
+    def build(self, external_id: str, values: dict[str, Any], truths: dict[str, bool], *,
+              evaluation_id: str, evaluated_at: str, service_date: str) -> dict[str, Any]:
+        """The result for a case's documented ``values`` (by field path) and its node ``truths``."""
+        criteria = [writer.finding(values, truths) for writer in self._criteria]
+        flags = [writer.finding(values, truths) for writer in self._flags]
+        counts = {status: sum(c["status"] == status for c in criteria) for status in CRITERION_STATUS.values()}
+        return {
+            "evaluation_id": evaluation_id,
+            "external_id": external_id,
+            "evaluated_at": evaluated_at,
+            "service_date": service_date,
+            "policy": dict(self._header),
+            "summary": {
+                "outcome": _outcome(criteria),
+                **counts,
+                "total": len(criteria),
+                "notice": NOTICE,
+            },
+            "criteria": criteria,
+            "flags": flags,
+            "missing_information": list(dict.fromkeys(f for c in criteria for f in c["missing"])),
+        }
