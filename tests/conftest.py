@@ -8,6 +8,12 @@ from service.evaluation import Evaluator
 
 pytest_plugins = ["api_fixtures"]  # the REST service's fixtures (tests/api_fixtures.py)
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", help="run the long variants of the fuzz, fault and memory tests"
+    )
+
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "rules" / "isass-2023-restorative-neurostimulation" / "1.0.0"
 
