@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from service.case import Case
 from service.errors import InvalidInput, field_path
@@ -21,13 +24,17 @@ from service.routers import evaluations, health, policies
 from service.settings import Settings
 from service.storage import Database
 
+logger = logging.getLogger("service")
+DATABASE_RETRY_AFTER_SECONDS = 5
+
 DESCRIPTION = """\
 Checks prior-authorization cases against declarative, cited coverage criteria.
 Results support a reviewer's determination; they are not a coverage decision.
 
 Every endpoint except `/health` needs an API key in the `X-API-Key` header: `intake` keys may
 submit evaluations and read them and the policies; `reviewer` keys may also list evaluations
-by `external_id`.
+by `external_id`. While the database is unreachable or read-only the service answers 503 and
+stores nothing.
 """
 
 
@@ -52,6 +59,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(policies.router, prefix="/v1")
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
@@ -60,8 +69,17 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
 
 
 def serve(host: str, port: int) -> None:
-    """Run the service from environment settings until interrupted."""
-    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=_log_config())
+    """Run the service from environment settings until interrupted.
+
+    The schema is migrated before uvicorn starts, so an unreachable database stops the command
+    at once, saying why (as a broken rule file already does, from create_app).
+    """
+    app = create_app()
+    try:
+        app.state.database.migrate()
+    except (OperationalError, InterfaceError) as error:
+        raise SystemExit(f"cannot use the database: {error.orig}") from None
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=_log_config())
 
 
 async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse:
@@ -73,6 +91,17 @@ async def _invalid_request(_request: Request, error: RequestValidationError) -> 
         {"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in error.errors()
     ]
     return JSONResponse({"detail": "The request is invalid.", "errors": errors}, status_code=422)
+
+
+async def _database_unavailable(_request: Request, error: DBAPIError | PoolTimeoutError) -> JSONResponse:
+    # The driver's message only: statement parameters (case contents) are never logged.
+    logger.warning("database unavailable: %s", getattr(error, "orig", None) or type(error).__name__)
+    return JSONResponse(
+        {"detail": "The database is unavailable, so the request was not carried out and nothing was stored. "
+         "Try again shortly."},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _unexpected_error(_request: Request, _error: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic mig
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -36,6 +37,12 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Any constant works; it only has to be the same for every server sharing a PostgreSQL database.
 _MIGRATION_LOCK_KEY = 0x636F7665
+# Stored rows hold whole cases: SQL logging (INFO statements, DEBUG rows) stays off even when an
+# operator turns DEBUG on for "sqlalchemy" or the root logger; parameters are hidden from errors.
+logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.WARNING)
+# SQLite decides at open time whether a connection may write; after these errors the connection is
+# dropped so that the next request opens the file afresh, e.g. once it is writable again.
+_SQLITE_FILE_ERRORS = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 
 
 class Base(DeclarativeBase):
@@ -184,12 +191,13 @@ def _with_driver(url: URL) -> URL:
 
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = create_engine(url, hide_parameters=True)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
+    event.listen(engine, "handle_error", _drop_connection_on_file_error)
     return engine
 
 
@@ -207,3 +215,8 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
 
 def _begin_sqlite_transaction(connection) -> None:
     connection.exec_driver_sql("BEGIN")
+
+
+def _drop_connection_on_file_error(context) -> None:
+    if getattr(context.original_exception, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS):
+        context.is_disconnect = True
