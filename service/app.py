@@ -19,7 +19,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from service.case import Case
 from service.errors import InvalidInput, field_path
 from service.evaluation import Evaluator
-from service.middleware import AccessLogMiddleware, BodySizeLimitMiddleware
+from service.keys import ROLES
+from service.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, drop_query_strings
+from service.ratelimit import RateLimiter
 from service.routers import evaluations, health, policies
 from service.settings import Settings
 from service.storage import Database
@@ -33,8 +35,9 @@ Results support a reviewer's determination; they are not a coverage decision.
 
 Every endpoint except `/health` needs an API key in the `X-API-Key` header: `intake` keys may
 submit evaluations and read them and the policies; `reviewer` keys may also list evaluations
-by `external_id`. While the database is unreachable or read-only the service answers 503 and
-stores nothing.
+by `external_id`. Each operation names the role it needs (`x-required-role`). A key may make
+a limited number of requests a minute (429 with `Retry-After` beyond it). While the database
+is unreachable or read-only the service answers 503 and stores nothing.
 """
 
 
@@ -54,6 +57,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app = FastAPI(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.database = database
     app.state.evaluator = evaluator or Evaluator.from_rules_dir(settings.rules_dir)
+    per_minute = settings.rate_limit_per_minute
+    app.state.rate_limiter = RateLimiter(per_minute) if per_minute else None
     app.include_router(health.router)
     app.include_router(evaluations.router, prefix="/v1")
     app.include_router(policies.router, prefix="/v1")
@@ -64,7 +69,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
-    _document_case_schema(app)
+    logging.getLogger("uvicorn.access").addFilter(drop_query_strings)  # added once, however many apps
+    _complete_openapi(app)
     return app
 
 
@@ -79,7 +85,13 @@ def serve(host: str, port: int) -> None:
         app.state.database.migrate()
     except (OperationalError, InterfaceError) as error:
         raise SystemExit(f"cannot use the database: {error.orig}") from None
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=_log_config())
+    uvicorn.run(app, host=host, port=port, **uvicorn_options())
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """How ``serve`` runs uvicorn: no uvicorn access log, since it would print query strings
+    (``external_id``); the service's own access log (service.middleware) takes its place."""
+    return {"access_log": False, "log_config": _log_config()}
 
 
 async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse:
@@ -108,8 +120,9 @@ async def _unexpected_error(_request: Request, _error: Exception) -> JSONRespons
     return JSONResponse({"detail": "Internal server error."}, status_code=500)
 
 
-def _document_case_schema(app: FastAPI) -> None:
-    """Put the case model into the OpenAPI components, where the POST body's $ref points."""
+def _complete_openapi(app: FastAPI) -> None:
+    """Put the case model into the OpenAPI components, where the POST body's $ref points, and
+    mark each operation with the role its key needs."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -119,9 +132,24 @@ def _document_case_schema(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(case.pop("$defs", {}))
             components["Case"] = case
+            _mark_roles(schema)
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _mark_roles(schema: dict[str, Any]) -> None:
+    """``x-required-role`` and a sentence in the description, from the security requirement's scope."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            requirements = operation.get("security", [])
+            roles = [role for requirement in requirements for role in requirement.get("APIKeyHeader", [])]
+            if not roles:
+                continue
+            admitted = " or ".join(f"`{r}`" for r in ROLES[ROLES.index(roles[0]):])
+            note = f"Needs an API key in `X-API-Key` with the {admitted} role."
+            operation["x-required-role"] = roles[0]
+            operation["description"] = "\n\n".join(filter(None, [operation.get("description"), note]))
 
 
 def _log_config() -> dict[str, Any]:

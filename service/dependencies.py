@@ -1,4 +1,5 @@
-"""Request dependencies: the database, the evaluator, and API-key authentication with roles."""
+"""Request dependencies: the database, the evaluator, and API-key authentication with roles and
+a rate limit per key."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.security import APIKeyHeader
 
 from service.evaluation import Evaluator
 from service.keys import KeyRecord, authenticate
+from service.ratelimit import RateLimiter
 from service.storage import Database
 
 api_key_header = APIKeyHeader(
@@ -31,7 +33,8 @@ EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 
 
 def require_role(role: str):
-    """A dependency that admits an active key holding ``role`` (401 without one, 403 if short)."""
+    """A dependency that admits an active key holding ``role`` (401 without one, 403 if short,
+    429 with Retry-After when the key has used up its rate limit)."""
 
     def authorized_key(
         request: Request,
@@ -42,6 +45,13 @@ def require_role(role: str):
         if key is None:
             raise HTTPException(401, detail="A valid API key is required in the X-API-Key header.")
         request.state.key_id = key.id
+        limiter: RateLimiter | None = request.app.state.rate_limiter
+        if limiter is not None and (wait := limiter.retry_after(key.id)):
+            raise HTTPException(
+                429,
+                detail=f"This key is limited to {limiter.per_minute} requests a minute; retry after {wait} s.",
+                headers={"Retry-After": str(wait)},
+            )
         if not key.has_role(role):
             raise HTTPException(403, detail=f"This request needs a key with the {role} role.")
         return key
@@ -49,5 +59,7 @@ def require_role(role: str):
     return authorized_key
 
 
-IntakeKey = Annotated[KeyRecord, Depends(require_role("intake"))]
-ReviewerKey = Annotated[KeyRecord, Depends(require_role("reviewer"))]
+# The role doubles as the OpenAPI security requirement's scope (OpenAPI 3.1 allows role names
+# there for API keys); service.app also copies it into each operation's text.
+IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
+ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]

@@ -1,4 +1,5 @@
-"""ASGI middleware: one access-log line per request, and the request body size limit."""
+"""ASGI middleware: one access-log line per request, and the request body size limit; and a
+filter that keeps query strings out of uvicorn's own access log."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_logger = logging.getLogger("service.access")
+
+
+class DropQueryStrings(logging.Filter):
+    """For uvicorn's access log (off under ``serve``, on when the app is run by other means):
+    a query string can carry case contents (``?external_id=…``), so only the path is logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.partition("?")[0] if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
+            )
+        return True
+
+
+drop_query_strings = DropQueryStrings()
 
 
 class AccessLogMiddleware:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_RATE_LIMIT_PER_MINUTE = 1200
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class Settings:
     database_url: str
     rules_dir: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -26,6 +28,8 @@ class Settings:
           in the data directory; ``postgresql://…`` selects PostgreSQL
         - ``COVERAGE_CRITERIA_RULES_DIR``: rule files to load instead of the bundled ones
         - ``COVERAGE_CRITERIA_MAX_BODY_BYTES``: request body limit, default 1 MiB
+        - ``COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE``: requests per API key per minute (per worker
+          process), in bursts of up to as many; default 1200; 0 turns the limit off
         """
         data_dir = Path(environ.get("COVERAGE_CRITERIA_DATA_DIR") or "data").resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -37,18 +41,21 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             rules_dir=Path(rules_dir) if rules_dir else None,
-            max_body_bytes=_positive_int(environ, "COVERAGE_CRITERIA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes=_whole_number(environ, "COVERAGE_CRITERIA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
+            rate_limit_per_minute=_whole_number(
+                environ, "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE, 0
+            ),
         )
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = environ.get(name)
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of bytes, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value

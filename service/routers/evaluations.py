@@ -22,7 +22,7 @@ from service.storage import (
 router = APIRouter(
     prefix="/evaluations",
     tags=["evaluations"],
-    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 429, 503)},
 )
 
 _JSON = "application/json"

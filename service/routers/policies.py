@@ -8,7 +8,7 @@ from service.schemas import ErrorResponse
 router = APIRouter(
     prefix="/policies",
     tags=["policies"],
-    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 429, 503)},
 )
 
 
