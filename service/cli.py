@@ -7,11 +7,15 @@ with field-level messages on standard error.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import multiprocessing
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+import pydantic_core
 
 from service.engine import EngineError
 from service.errors import InvalidInput
@@ -20,8 +24,15 @@ from service.rules import RuleError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def json_text(data: Any, indent: int | None) -> str:
+    """The same JSON as ``json.dumps(data, indent=indent, ensure_ascii=False)``, 2-6 times faster;
+    only its spelling differs: compact output has no space after ``,`` and ``:``, and floats
+    below 1e-4 are written without an exponent."""
+    return pydantic_core.to_json(data, indent=indent).decode()
+
+
 def _print_json(data: Any, indent: int | None) -> None:
-    sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(data, indent) + "\n")
 
 
 def _fail(error: InvalidInput) -> int:
@@ -55,14 +66,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not isinstance(payload, list):
             _print_json(evaluator.evaluate(payload), indent)
             return EXIT_OK
-        results = evaluator.evaluate_batch(payload)  # raises before anything is printed
+        parsed = evaluator.parse_batch(payload)  # raises before anything is printed
     except InvalidInput as error:
         return _fail(error)
+    if args.workers > 1 and len(parsed) > 1:
+        texts = _evaluate_in_workers(evaluator.catalog, payload, parsed, args.workers, indent)
+    else:
+        texts = (json_text(evaluator.evaluate_parsed(*p), indent) for p in parsed)
     sys.stdout.write("[")
-    for index, result in enumerate(results):
-        sys.stdout.write(("," if index else "") + json.dumps(result, indent=indent, ensure_ascii=False))
+    for index, text in enumerate(texts):
+        sys.stdout.write(("," if index else "") + text)
     sys.stdout.write("]\n")
     return EXIT_OK
+
+
+# --- a batch in worker processes ---------------------------------------------------------------
+# An evaluator runs one case at a time (its durable-rules host sits behind a lock) and evaluating
+# is CPU-bound Python, so only processes put more CPUs to work. Each worker builds its own
+# Evaluator, and so its own durable-rules host, from the catalogue the parent has loaded, and sends
+# back each result as JSON text. The parent has validated every case first and pins each case's
+# date, so results are those one process would give, in the same order.
+
+_worker: tuple[Any, int | None] | None = None
+
+
+def _start_worker(catalog: Any, indent: int | None) -> None:
+    global _worker
+    from service.evaluation import Evaluator
+
+    _worker = (Evaluator(catalog), indent)
+
+
+def _evaluate_in_worker(task: tuple[Any, datetime.date]) -> str:
+    payload, day = task
+    evaluator, indent = _worker
+    return json_text(evaluator.evaluate_parsed(*evaluator.parse(payload, today=day)), indent)
+
+
+def _evaluate_in_workers(catalog: Any, payloads: list[Any], parsed: list[tuple], workers: int,
+                         indent: int | None) -> Iterator[str]:
+    tasks = ((payload, day) for payload, (_, _, day) in zip(payloads, parsed))
+    with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (catalog, indent)) as pool:
+        yield from pool.imap(_evaluate_in_worker, tasks, chunksize=64)
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
@@ -97,7 +142,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.app import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.workers)
     return EXIT_OK
 
 
@@ -138,6 +183,12 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coverage-criteria",
@@ -151,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("case", help="JSON file holding one case or an array of cases; - for stdin")
     evaluate.add_argument("--rules", help=rules_help)
     evaluate.add_argument("--compact", action="store_true", help="print JSON on one line")
+    evaluate.add_argument("--workers", type=_positive, default=1,
+                          help="processes evaluating an array of cases (default 1; worth it from a few "
+                               "thousand cases: each takes ~0.5 s to start)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     policies = commands.add_parser("policies", help="list the policies and their versions")
@@ -167,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the REST service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     keys = commands.add_parser("keys", help="manage API keys")

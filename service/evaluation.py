@@ -53,8 +53,12 @@ class Evaluator:
 
     # --- validation ---------------------------------------------------------------------------
 
-    def parse(self, payload: Any, prefix: str = "") -> tuple[Case, PolicyVersion, datetime.date]:
-        """Validate a case and find the policy version in force on its service date."""
+    def parse(self, payload: Any, prefix: str = "",
+              today: datetime.date | None = None) -> tuple[Case, PolicyVersion, datetime.date]:
+        """Validate a case and find the policy version in force on its service date.
+
+        A case without a service date is evaluated for ``today`` (default: the current date).
+        """
         try:
             case = Case.model_validate(payload)
         except ValidationError as error:
@@ -68,7 +72,7 @@ class Evaluator:
             known = ", ".join(self.catalog.versions)
             raise InvalidInput.one(f"{prefix}.policy" if prefix else "policy",
                                    f"Unknown policy {policy_id!r}; known: {known}", "unknown_policy")
-        day = case.service_date or datetime.date.today()
+        day = case.service_date or today or datetime.date.today()
         version = self.catalog.in_force(policy_id, day)
         if version is None:
             raise InvalidInput.one(f"{prefix}.service_date" if prefix else "service_date",
@@ -95,12 +99,8 @@ class Evaluator:
         """Evaluate one case (parsed JSON); raise InvalidInput naming each offending field."""
         return self.evaluate_parsed(*self.parse(payload))
 
-    def evaluate_batch(self, payloads: list[Any]) -> Iterator[dict[str, Any]]:
-        """Validate every case first (errors prefixed ``[i]``), then yield their results in order.
-
-        Nothing is evaluated unless every case is valid; results are yielded one at a time so a
-        large batch is never held in memory whole.
-        """
+    def parse_batch(self, payloads: list[Any]) -> list[tuple[Case, PolicyVersion, datetime.date]]:
+        """Validate every case; raise InvalidInput naming every offending field (prefixed ``[i]``)."""
         parsed, errors = [], []
         for index, payload in enumerate(payloads):
             try:
@@ -109,6 +109,15 @@ class Evaluator:
                 errors.extend(error.errors)
         if errors:
             raise InvalidInput(errors)
+        return parsed
+
+    def evaluate_batch(self, payloads: list[Any]) -> Iterator[dict[str, Any]]:
+        """Validate every case first (``parse_batch``), then yield their results in order.
+
+        Nothing is evaluated unless every case is valid; results are yielded one at a time so a
+        large batch is never held in memory whole.
+        """
+        parsed = self.parse_batch(payloads)
         return (self.evaluate_parsed(*p) for p in parsed)
 
     def evaluate_version(self, version: PolicyVersion, payload: Any) -> dict[str, Any]:

@@ -43,6 +43,21 @@ def test_evaluate_an_array_in_order_from_stdin():
     assert len(result.stdout.strip().splitlines()) == 1
 
 
+def test_worker_processes_give_the_same_results_in_the_same_order(tmp_path):
+    undated = {k: v for k, v in FULL_CASE.items() if k != "service_date"}  # evaluated for today
+    cases = [dict(FULL_CASE if i % 2 else undated, external_id=f"c{i}", patient={"age_years": 10 + i % 80})
+             for i in range(150)]
+    path = write_json(tmp_path / "batch.json", cases)
+    alone, workers = (run("evaluate", str(path), "--compact", "--workers", n) for n in ("1", "3"))
+    assert alone.returncode == workers.returncode == 0, workers.stderr
+
+    def findings(stdout: str) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("evaluation_id", "evaluated_at")} for r in json.loads(stdout)]
+
+    assert findings(workers.stdout) == findings(alone.stdout)
+    assert [r["external_id"] for r in json.loads(workers.stdout)] == [f"c{i}" for i in range(150)]
+
+
 def test_bad_input_exits_2_naming_each_field_and_prints_no_result(tmp_path):
     bad = dict(FULL_CASE, patient={"age_years": "52"})
     result = run("evaluate", str(write_json(tmp_path / "bad.json", bad)))
