@@ -4,9 +4,7 @@ is back), and start-up refusals (a malformed rule file, an unreachable database)
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,12 +20,11 @@ from service.app import create_app
 from service.keys import create_key
 from service.settings import Settings
 from service.storage import Database, Evaluation
+from servers import ROOT, WAIT_SECONDS, free_port, serve_command
 from tcp_proxy import TcpProxy
 
-ROOT = Path(__file__).resolve().parent.parent
 POLICY_FILE = Path("isass-2023-restorative-neurostimulation") / "1.0.0" / "policy.yaml"
 UNAVAILABLE = "The database is unavailable, so the request was not carried out and nothing was stored. Try again shortly."
-WAIT_SECONDS = 120  # only a guard against hanging; nothing here is timed
 
 
 def post(client, key, external_id, case):
@@ -170,17 +167,11 @@ def test_a_read_only_sqlite_database_gets_503_and_the_service_recovers(tmp_path,
     database.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def serve(env_changes: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
     """``coverage-criteria serve`` expected to refuse to start; a hang fails the test."""
     env = {**os.environ, "COVERAGE_CRITERIA_DATA_DIR": str(tmp_path / "data"), **env_changes}
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(free_port())],
+        serve_command("--port", str(free_port())),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT_SECONDS,
     )
 
