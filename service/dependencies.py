@@ -20,11 +20,13 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_database(request: Request) -> Database:
+# async, though they do not wait for anything: FastAPI runs a plain ``def`` dependency in its thread
+# pool, a hop that costs more than these lookups.
+async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_evaluator(request: Request) -> Evaluator:
+async def get_evaluator(request: Request) -> Evaluator:
     return request.app.state.evaluator
 
 
