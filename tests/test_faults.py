@@ -88,9 +88,11 @@ def test_postgresql_going_away_gets_503_and_the_service_recovers(proxied_postgre
 
 
 def test_postgresql_going_away_under_load_loses_no_acknowledged_evaluation(
-    proxied_postgres, evaluator, tmp_path, full_case
+    proxied_postgres, evaluator, tmp_path, full_case, request
 ):
+    """One outage in the middle of a steady load (ten with ``--long``)."""
     direct, proxy, url = proxied_postgres
+    outages = 10 if request.config.getoption("--long") else 1
     _, key = create_key(direct, "intake")
     statuses: Counter[int] = Counter()
     acknowledged: dict[str, bytes] = {}
@@ -116,16 +118,18 @@ def test_postgresql_going_away_under_load_loses_no_acknowledged_evaluation(
         with ThreadPoolExecutor(max_workers=8) as pool:
             load = [pool.submit(submit, client, worker) for worker in range(8)]
             wait_for(201, 20)
-            proxy.stop()  # cuts connections in the middle of inserts and commits
-            wait_for(503, 20)
-            acknowledged_while_down = statuses[201]
-            proxy.start()
-            wait_for(201, acknowledged_while_down + 20)
+            for outage in range(1, outages + 1):
+                proxy.stop()  # cuts connections in the middle of inserts and commits
+                wait_for(503, 20 * outage)
+                acknowledged_while_down = statuses[201]
+                proxy.start()
+                wait_for(201, acknowledged_while_down + 20)
             done.set()
             for worker in load:
                 worker.result()
 
     assert set(statuses) == {201, 503}
+    assert statuses[503] >= 20 * outages
     assert statuses[201] >= acknowledged_while_down + 20
     stored = stored_rows(direct, "PG-LOAD-")
     assert acknowledged.keys() <= stored.keys()
