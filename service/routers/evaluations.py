@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import pydantic_core
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -112,7 +113,8 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
 def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, str]:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
     result = evaluator.evaluate(payload)
-    result_json = _dumps(result)
+    # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
+    result_json = pydantic_core.to_json(result).decode()
     save_evaluation(
         db,
         evaluation_id=result["evaluation_id"],
