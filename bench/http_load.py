@@ -13,10 +13,10 @@ its own ``external_id``. Then a burst: ``--burst`` requests sent at once, each o
 connection. Every evaluation must come back 201 with its own ``external_id``; failures are
 counted and the exit status is 1 if there were any.
 
-Besides requests per second and latency, each run reports the CPU time the server processes
-(all workers) and this load generator used per request, and how many CPUs' worth of time other
-processes took meanwhile (Linux /proc): what the service costs, apart from what a shared machine
-allowed.
+Besides requests per second and latency, each run reports the CPU time per request of the server
+processes (all workers), of PostgreSQL's processes and of this load generator, and how many
+CPUs' worth of time other processes took meanwhile and the hypervisor withheld (steal), from
+Linux /proc: what the service costs, apart from what a shared machine allowed.
 
 The per-key rate limit is turned off on the benchmark server (it measures capacity, and one key
 sends everything). The load generator (httpx, one asyncio loop) runs on the same machine and
@@ -173,8 +173,10 @@ def figures(latencies: list[float], failures: list[str], watch: Stopwatch) -> di
         "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2) if ordered else None,
         "mean_ms": round(1000 * statistics.fmean(ordered), 2) if ordered else None,
         "server_cpu_ms_per_request": round(1000 * watch.server_cpu / done, 3),
+        "database_cpu_ms_per_request": round(1000 * watch.database_cpu / done, 3),
         "client_cpu_ms_per_request": round(1000 * watch.client_cpu / done, 3),
         "other_processes_cpus": round(max(0.0, watch.other_cpu) / watch.seconds, 2),
+        "stolen_cpus": round(watch.stolen_cpu / watch.seconds, 2),
         "failures": len(failures),
         "first_failures": failures[:3],
     }
@@ -188,34 +190,42 @@ class Stopwatch:
         self.server_pid = server_pid
 
     def __enter__(self) -> Stopwatch:
-        self._wall, self._server, self._client = time.perf_counter(), server_cpu(self.server_pid), time.process_time()
-        self._machine = machine_cpu()
+        self._wall, self._client = time.perf_counter(), time.process_time()
+        self._busy, self._stolen = machine_cpu()
+        self._server, self._database = process_cpu(self.server_pid)
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.seconds = time.perf_counter() - self._wall
-        self.server_cpu = server_cpu(self.server_pid) - self._server
+        server, database = process_cpu(self.server_pid)
+        self.server_cpu, self.database_cpu = server - self._server, database - self._database
         self.client_cpu = time.process_time() - self._client
-        self.other_cpu = machine_cpu() - self._machine - self.server_cpu - self.client_cpu
+        busy, stolen = machine_cpu()
+        self.other_cpu = busy - self._busy - self.server_cpu - self.database_cpu - self.client_cpu
+        self.stolen_cpu = stolen - self._stolen
 
 
-def machine_cpu() -> float:
-    """CPU seconds spent by the whole machine, all CPUs, anything but idle and I/O wait."""
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine (all CPUs) has spent busy, and has had stolen by the hypervisor."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), steal / os.sysconf("SC_CLK_TCK")
 
 
-def server_cpu(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its child processes, from /proc."""
-    ticks = 0
+def process_cpu(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of ``pid`` with its child processes, and of all PostgreSQL processes."""
+    server = database = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name, _, rest = stat.read_text().partition(" (")[2].rpartition(")")
         except OSError:
             continue  # the process ended while we looked
+        fields = rest.split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
         if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1] is the parent's pid
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+            server += ticks
+        elif name == "postgres":
+            database += ticks
+    return server / os.sysconf("SC_CLK_TCK"), database / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
