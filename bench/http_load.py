@@ -220,11 +220,10 @@ def process_cpu(pid: int) -> tuple[float, float]:
         except OSError:
             continue  # the process ended while we looked
         fields = rest.split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime
         if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1] is the parent's pid
-            server += ticks
-        elif name == "postgres":
-            database += ticks
+            server += int(fields[11]) + int(fields[12])  # utime, stime
+        elif name == "postgres":  # with cutime, cstime: connections' processes that have ended
+            database += sum(map(int, fields[11:15]))
     return server / os.sysconf("SC_CLK_TCK"), database / os.sysconf("SC_CLK_TCK")
 
 
