@@ -7,7 +7,6 @@ check`` and the test suite run them, so a policy owner can test an edit without 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml

@@ -7,56 +7,21 @@ database, and every evaluation that had been answered with 201 must be there, by
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from pathlib import Path
 
 import httpx
-import pytest
 
+from servers import start_server
 from service.keys import create_key
 from service.storage import Database
 
 WORKERS = 16
 ACKNOWLEDGED_BEFORE_KILL = 150
-STARTUP_SECONDS = 30
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with log_path.open("ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"server exited with {server.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return server, base_url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    pytest.fail(f"server did not become healthy in {STARTUP_SECONDS}s:\n{log_path.read_text()}")
 
 
 def stop(server: subprocess.Popen) -> None:
