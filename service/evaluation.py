@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from service.case import Case
 from service.compiler import CompiledPolicy, compile_policy
 from service.engine import RulesEngine
-from service.errors import InvalidInput
+from service.errors import InvalidInput, field_path
 from service.result import ResultBuilder
 from service.rules import Catalog, PolicyVersion, load_catalog
 
@@ -64,18 +64,17 @@ class Evaluator:
         except ValidationError as error:
             raise InvalidInput.from_validation_error(error, prefix) from None
         policy_id = case.policy or self.catalog.default_policy
+        known = ", ".join(self.catalog.versions)
         if policy_id is None:
-            known = ", ".join(self.catalog.versions)
-            raise InvalidInput.one(f"{prefix}.policy" if prefix else "policy",
+            raise InvalidInput.one(field_path(["policy"], prefix),
                                    f"Field required: this service knows several policies ({known})", "missing")
         if policy_id not in self.catalog.versions:
-            known = ", ".join(self.catalog.versions)
-            raise InvalidInput.one(f"{prefix}.policy" if prefix else "policy",
+            raise InvalidInput.one(field_path(["policy"], prefix),
                                    f"Unknown policy {policy_id!r}; known: {known}", "unknown_policy")
         day = case.service_date or today or datetime.date.today()
         version = self.catalog.in_force(policy_id, day)
         if version is None:
-            raise InvalidInput.one(f"{prefix}.service_date" if prefix else "service_date",
+            raise InvalidInput.one(field_path(["service_date"], prefix),
                                    f"No version of policy {policy_id} is in force on {day.isoformat()}",
                                    "no_policy_in_force")
         return case, version, day
