@@ -77,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.workers > 1 and len(payload) > 1:
         texts = _evaluate_in_workers(evaluator.catalog, payload, today, args.workers, indent)
     else:
-        texts = (json_text(result, indent) for result in evaluator.evaluate_batch(payload, today))
+        texts = (json_text(evaluator.evaluate(case, today), indent) for case in payload)
     sys.stdout.write("[")
     for index, text in enumerate(texts):
         sys.stdout.write(("," if index else "") + text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from pydantic import ValidationError
 
@@ -103,7 +103,9 @@ class Evaluator:
 
     def validate_batch(self, payloads: list[Any], today: datetime.date | None = None) -> None:
         """Validate every case, keeping none; raise InvalidInput naming every offending field
-        (prefixed ``[i]``)."""
+        (prefixed ``[i]``). A batch is validated whole before any case is evaluated; validated
+        cases are not kept (each is validated again as it is evaluated, ~2 % of its cost; kept,
+        100,000 of them took 530 MiB)."""
         errors = []
         for index, payload in enumerate(payloads):
             try:
@@ -112,18 +114,6 @@ class Evaluator:
                 errors.extend(error.errors)
         if errors:
             raise InvalidInput(errors)
-
-    def evaluate_batch(self, payloads: list[Any], today: datetime.date | None = None) -> Iterator[dict[str, Any]]:
-        """Validate every case first, then yield their results in order.
-
-        Nothing is evaluated unless every case is valid, and every case without a service date is
-        evaluated for the same day. A large batch is held in memory only as the JSON it came in:
-        validated cases are not kept (each is validated again in its turn, ~2 % of its cost; kept,
-        100,000 of them took 530 MiB) and results are yielded one at a time.
-        """
-        today = today or datetime.date.today()
-        self.validate_batch(payloads, today)
-        return (self.evaluate(payload, today) for payload in payloads)
 
     def evaluate_version(self, version: PolicyVersion, payload: Any) -> dict[str, Any]:
         """Evaluate against a given version whatever the service date (golden cases use this)."""
