@@ -4,7 +4,7 @@
 
 Every layer runs on the same generated cases (``generate`` from bench/cli_batch.py):
 
-- ``floor``: the policy's Kleene logic evaluated in plain Python from its ``service.rules`` Expr
+- ``floor``: the policy's Kleene logic evaluated in plain Python from its ``service.policy.rules`` Expr
   trees, every node's truth recorded as the engine reports them: what the logic itself costs;
 - ``durable_rules``: raw durable-rules, ``assert_fact`` + ``delete_state`` of the same facts on the
   same compiled ruleset, registered on a bare ``Host`` whose actions only append the rule's name;
@@ -44,11 +44,11 @@ from durable.engine import Host
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_batch import generate  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
-from service.case import Case  # noqa: E402
+from service.policy.case import Case  # noqa: E402
 from service.cli import json_text  # noqa: E402
-from service.compiler import DISCRIMINATOR, compile_policy  # noqa: E402
-from service.evaluation import Evaluator  # noqa: E402
-from service.rules import AnyOf, Comparison, Expr, Not  # noqa: E402
+from service.policy.compiler import DISCRIMINATOR, compile_policy  # noqa: E402
+from service.engine.evaluation import Evaluator  # noqa: E402
+from service.policy.rules import AnyOf, Comparison, Expr, Not  # noqa: E402
 
 # --- the floor: the same Kleene logic in plain Python -------------------------------------------
 

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_batch import generate  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
-from service.evaluation import Evaluator  # noqa: E402
+from service.engine.evaluation import Evaluator  # noqa: E402
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -18,9 +18,9 @@ from typing import Any, Iterator, Sequence
 
 import pydantic_core
 
-from service.engine import EngineError
+from service.engine.durable import EngineError
 from service.errors import InvalidInput
-from service.rules import RuleError
+from service.policy.rules import RuleError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -54,7 +54,7 @@ def _read_json(source: str) -> Any:
 
 
 def _evaluator(rules_dir: str | None):
-    from service.evaluation import Evaluator
+    from service.engine.evaluation import Evaluator
 
     return Evaluator.from_rules_dir(rules_dir)
 
@@ -97,7 +97,7 @@ _worker: tuple[Any, datetime.date, int | None] | None = None
 
 def _start_worker(catalog: Any, today: datetime.date, indent: int | None) -> None:
     global _worker
-    from service.evaluation import Evaluator
+    from service.engine.evaluation import Evaluator
 
     _worker = (Evaluator(catalog), today, indent)
 
@@ -127,7 +127,7 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from service.golden import run_golden
+    from service.policy.golden import run_golden
 
     evaluator = _evaluator(args.dir)
     outcomes = run_golden(evaluator)
@@ -143,7 +143,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.app import serve
+    from service.api.app import serve
 
     serve(args.host, args.port, args.workers)
     return EXIT_OK
@@ -151,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _database():
     from service.settings import Settings
-    from service.storage import Database
+    from service.store.database import Database
 
     database = Database(Settings.from_env().database_url)
     database.migrate()
@@ -159,7 +159,7 @@ def _database():
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from service.keys import create_key
+    from service.store.keys import create_key
 
     key_id, plaintext = create_key(_database(), args.role, args.label)
     print(f"Created {args.role} key {key_id}. It is shown once; store it now:", file=sys.stderr)
@@ -168,7 +168,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from service.keys import list_keys
+    from service.store.keys import list_keys
 
     for key in list_keys(_database()):
         state = f"revoked {key['revoked_at']}" if key["revoked_at"] else "active"
@@ -177,7 +177,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from service.keys import revoke_key
+    from service.store.keys import revoke_key
 
     if not revoke_key(_database(), args.id):
         print(f"no active key {args.id}", file=sys.stderr)

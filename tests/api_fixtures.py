@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from service.app import create_app
-from service.evaluation import Evaluator
-from service.keys import create_key
+from service.api.app import create_app
+from service.engine.evaluation import Evaluator
+from service.store.keys import create_key
 from service.settings import Settings
-from service.storage import Database
+from service.store.database import Database
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "COVERAGE_CRITERIA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.evaluation import Evaluator
+from service.engine.evaluation import Evaluator
 
 pytest_plugins = ["api_fixtures"]  # the REST service's fixtures (tests/api_fixtures.py)
 

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from service.app import create_app
-from service.case import FIELDS
-from service.keys import create_key, revoke_key
-from service.storage import Evaluation
+from service.api.app import create_app
+from service.policy.case import FIELDS
+from service.store.keys import create_key, revoke_key
+from service.store.database import Evaluation
 
 POLICY_ID = "isass-2023-restorative-neurostimulation"
 CRITERIA = [f"ISASS-RN-{number:02d}" for number in range(1, 14)]

@@ -17,8 +17,8 @@ from contextlib import closing
 import httpx
 
 from servers import start_server
-from service.keys import create_key
-from service.storage import Database
+from service.store.keys import create_key
+from service.store.database import Database
 
 WORKERS = 16
 ACKNOWLEDGED_BEFORE_KILL = 150

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import FULL_CASE, statuses
-from service.compiler import DISCRIMINATOR, SENTINEL, compile_policy
-from service.engine import EngineError, RulesEngine
-from service.evaluation import Evaluator
-from service.rules import load_catalog
+from service.policy.compiler import DISCRIMINATOR, SENTINEL, compile_policy
+from service.engine.durable import EngineError, RulesEngine
+from service.engine.evaluation import Evaluator
+from service.policy.rules import load_catalog
 
 
 def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -50,7 +50,7 @@ def test_every_rule_is_guarded_by_the_discriminator_and_a_sentinel_matches_every
 def test_cases_with_no_facts_are_stored_and_deleted_without_killing_the_process():
     # Without the sentinel, deleting the sid of a case that stored no fact segfaults.
     result = run_python("""
-        from service.evaluation import Evaluator
+        from service.engine.evaluation import Evaluator
         evaluator = Evaluator.from_rules_dir()
         for i in range(1500):
             result = evaluator.evaluate({"external_id": str(i)})
@@ -85,7 +85,7 @@ def test_a_rule_made_only_of_negations_terminates(tmp_path):
             citations: [{source: s, locator: here}]
     """))
     result = run_python(f"""
-        from service.evaluation import Evaluator
+        from service.engine.evaluation import Evaluator
         evaluator = Evaluator.from_rules_dir({str(tmp_path)!r})
         for case in ({{}}, {{"surgery": {{"spine_surgery_indicated": False}}}},
                      {{"multifidus_dysfunction": {{"imaging": "no_abnormality"}}}}):

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
-from service.app import create_app
-from service.keys import create_key
+from service.api.app import create_app
+from service.store.keys import create_key
 from service.settings import Settings
-from service.storage import Database, Evaluation
+from service.store.database import Database, Evaluation
 from servers import ROOT, WAIT_SECONDS, free_port, serve_command
 from tcp_proxy import TcpProxy
 

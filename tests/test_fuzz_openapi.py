@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from service.app import create_app
-from service.keys import create_key
+from service.api.app import create_app
+from service.store.keys import create_key
 from service.settings import Settings
 
 EXAMPLES = {"default": 30, "long": 1000}

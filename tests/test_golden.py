@@ -2,9 +2,9 @@
 
 import pytest
 
-from service.evaluation import Evaluator
-from service.golden import load_golden, run_golden
-from service.rules import load_catalog
+from service.engine.evaluation import Evaluator
+from service.policy.golden import load_golden, run_golden
+from service.policy.rules import load_catalog
 
 VERSIONS = list(load_catalog().all_versions())
 

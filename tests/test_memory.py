@@ -46,7 +46,7 @@ def test_the_check_catches_a_per_case_leak():
     # The same check on an evaluator that keeps every result, as a careless cache would.
     code = textwrap.dedent(f"""
         import runpy, sys
-        from service.evaluation import Evaluator
+        from service.engine.evaluation import Evaluator
 
         kept, evaluate = [], Evaluator.evaluate
         Evaluator.evaluate = lambda self, payload: kept.append(evaluate(self, payload))

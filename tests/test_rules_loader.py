@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from conftest import POLICY_DIR
-from service.evaluation import Evaluator
-from service.rules import RuleError, load_catalog
+from service.engine.evaluation import Evaluator
+from service.policy.rules import RuleError, load_catalog
 
 POLICY_ID = "isass-2023-restorative-neurostimulation"
 

@@ -4,8 +4,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from service.keys import create_key
-from service.storage import Base, Database, Evaluation, get_evaluation_result, list_evaluation_results, save_evaluation
+from service.store.keys import create_key
+from service.store.database import Base, Database, Evaluation, get_evaluation_result, list_evaluation_results, save_evaluation
 
 
 def store(db, evaluation_id, external_id, key_id, result_json=None):

@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import InvalidInput, field_path
-from service.evaluation import Evaluator
-from service.rules import PolicyVersion, RuleError
+from service.engine.evaluation import Evaluator
+from service.policy.rules import PolicyVersion, RuleError
 
 CriterionStatus = Literal["met", "not_met", "insufficient_information"]
 FlagStatus = Literal["present", "absent", "unknown"]

@@ -18,15 +18,15 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from uvicorn.supervisors import Multiprocess
 
-from service.case import Case
+from service.policy.case import Case
 from service.errors import InvalidInput, field_path
-from service.evaluation import Evaluator
-from service.keys import ROLES
-from service.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, drop_query_strings
-from service.ratelimit import RateLimiter
-from service.routers import evaluations, health, policies
+from service.engine.evaluation import Evaluator
+from service.store.keys import ROLES
+from service.api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, drop_query_strings
+from service.api.ratelimit import RateLimiter
+from service.api.routers import evaluations, health, policies
 from service.settings import Settings
-from service.storage import Database
+from service.store.database import Database
 
 logger = logging.getLogger("service")
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -93,7 +93,7 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     app.state.database.dispose()
     # Each worker process builds its own app, and so its own engine and engine lock.
     config = uvicorn.Config(
-        "service.app:create_app", factory=True, workers=workers, host=host, port=port, **uvicorn_options()
+        "service.api.app:create_app", factory=True, workers=workers, host=host, port=port, **uvicorn_options()
     )
     Multiprocess(config, sockets=[tcp_listener(config)]).run()
 
@@ -109,7 +109,7 @@ def tcp_listener(config: uvicorn.Config) -> socket.socket:
 
 def uvicorn_options() -> dict[str, Any]:
     """How ``serve`` runs uvicorn: no uvicorn access log, since it would print query strings
-    (``external_id``); the service's own access log (service.middleware) takes its place."""
+    (``external_id``); the service's own access log (service.api.middleware) takes its place."""
     return {"access_log": False, "log_config": _log_config()}
 
 

@@ -2,8 +2,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from service.dependencies import EvaluatorDep, IntakeKey
-from service.schemas import ErrorResponse
+from service.api.dependencies import EvaluatorDep, IntakeKey
+from service.api.schemas import ErrorResponse
 
 router = APIRouter(
     prefix="/policies",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from service.case import FIELDS
-from service.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule
+from service.policy.case import FIELDS
+from service.policy.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule
 
 NOTICE = "These findings support a reviewer's determination; they are not a coverage decision."
 CRITERION_STATUS = {True: "met", False: "not_met", None: "insufficient_information"}

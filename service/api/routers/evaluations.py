@@ -9,11 +9,11 @@ import pydantic_core
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
+from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
-from service.evaluation import Evaluator
-from service.schemas import ErrorResponse, InvalidRequestResponse
-from service.storage import (
+from service.engine.evaluation import Evaluator
+from service.api.schemas import ErrorResponse, InvalidRequestResponse
+from service.store.database import (
     Database,
     get_evaluation_result,
     list_evaluation_results,
@@ -28,7 +28,7 @@ router = APIRouter(
 
 _JSON = "application/json"
 # The body is parsed by the handler (so the engine reports every field error itself); this
-# documents it. The schema is added to the OpenAPI components by service.app.
+# documents it. The schema is added to the OpenAPI components by service.api.app.
 _CASE_BODY = {
     "requestBody": {
         "required": True,

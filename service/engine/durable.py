@@ -30,7 +30,7 @@ from typing import Any, Callable
 import durable_rules_engine
 from durable.engine import Host
 
-from service.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
+from service.policy.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
 
 
 class EngineError(RuntimeError):

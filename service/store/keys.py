@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from service.storage import ApiKey, Database, as_utc, utc_now
+from service.store.database import ApiKey, Database, as_utc, utc_now
 
 ROLES = ("intake", "reviewer")
 MAX_LABEL_LENGTH = 200

@@ -2,7 +2,7 @@
 
 SQLite by default (WAL journal, ``synchronous=FULL``: a commit that has returned survives a
 hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic migrations in
-``service/migrations``, which :meth:`Database.migrate` applies.
+``service/store/migrations``, which :meth:`Database.migrate` applies.
 """
 
 from __future__ import annotations

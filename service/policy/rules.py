@@ -17,7 +17,7 @@ from typing import Any, Iterator, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.case import FIELDS, FieldInfo
+from service.policy.case import FIELDS, FieldInfo
 from service.errors import field_path
 
 
@@ -380,9 +380,9 @@ def default_rules_dir() -> Path:
     configured = os.environ.get("COVERAGE_CRITERIA_RULES_DIR")
     if configured:
         return Path(configured)
-    here = Path(__file__).resolve().parent
-    shipped = here / "rules"
-    return shipped if shipped.is_dir() else here.parent / "rules"
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "rules"
+    return shipped if shipped.is_dir() else package.parent / "rules"
 
 
 def load_catalog(rules_dir: Path | None = None) -> Catalog:

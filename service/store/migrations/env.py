@@ -1,4 +1,4 @@
-"""Alembic environment, driven by ``service.storage.Database.migrate``.
+"""Alembic environment, driven by ``service.store.database.Database.migrate``.
 
 ``migrate`` hands over an open connection (in ``config.attributes["connection"]``) inside its own
 transaction, so the whole upgrade commits or rolls back as one.

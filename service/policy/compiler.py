@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.rules import AllOf, Comparison, Expr, Not, PolicyVersion, walk
+from service.policy.rules import AllOf, Comparison, Expr, Not, PolicyVersion, walk
 
 DISCRIMINATOR = {"kind": "case"}
 SENTINEL = "$case"

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from service.evaluation import Evaluator
-from service.keys import KeyRecord, authenticate
-from service.ratelimit import RateLimiter
-from service.storage import Database
+from service.engine.evaluation import Evaluator
+from service.store.keys import KeyRecord, authenticate
+from service.api.ratelimit import RateLimiter
+from service.store.database import Database
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -62,6 +62,6 @@ def require_role(role: str):
 
 
 # The role doubles as the OpenAPI security requirement's scope (OpenAPI 3.1 allows role names
-# there for API keys); service.app also copies it into each operation's text.
+# there for API keys); service.api.app also copies it into each operation's text.
 IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
 ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]

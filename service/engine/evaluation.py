@@ -13,12 +13,12 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from service.case import Case
-from service.compiler import CompiledPolicy, compile_policy
-from service.engine import RulesEngine
+from service.policy.case import Case
+from service.policy.compiler import CompiledPolicy, compile_policy
+from service.engine.durable import RulesEngine
 from service.errors import InvalidInput, field_path
-from service.result import ResultBuilder
-from service.rules import Catalog, PolicyVersion, load_catalog
+from service.engine.result import ResultBuilder
+from service.policy.rules import Catalog, PolicyVersion, load_catalog
 
 
 def _read(case: Case, fields: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
