@@ -116,14 +116,15 @@ class Database:
             yield connection
 
     def migrate(self) -> None:
-        """Bring the schema up to the newest migration; safe to run at every start-up."""
+        """Bring the schema up to every newest migration (features add revisions side by side, each off
+        0001, so \"heads\"); safe to run at every start-up."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")
 
     def dispose(self) -> None:
         self.engine.dispose()
