@@ -117,7 +117,7 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema up to every newest migration (features add revisions side by side, each off
-        0001, so \"heads\"); safe to run at every start-up."""
+        0001, so "heads"); safe to run at every start-up."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         with self.engine.begin() as connection:
