@@ -64,9 +64,11 @@ def _fixed_point(value: float) -> str:
 
 
 def fact_json(value: Any) -> str:
-    """JSON for a fact (nested objects of scalars) that durable-rules parses: floats fixed-point."""
+    """JSON for a fact (nested objects and lists of scalars) that durable-rules parses: floats fixed-point."""
     if isinstance(value, dict):
         return "{" + ",".join([f"{_json_string(str(k))}:{fact_json(v)}" for k, v in value.items()]) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join([fact_json(v) for v in value]) + "]"
     if isinstance(value, str):
         return _json_string(value)
     if isinstance(value, bool):

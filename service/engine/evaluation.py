@@ -21,18 +21,10 @@ from service.engine.result import ResultBuilder
 from service.policy.rules import Catalog, PolicyVersion, load_catalog
 
 
-def _read(case: Case, fields: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The documented values the rules read, twice: nested as in the case (the facts the engine
-    is given) and by dotted path (for the result). Missing and null fields are left out."""
-    facts: dict[str, dict[str, Any]] = {}
-    values: dict[str, Any] = {}
-    for path in fields:
-        value = case.value(path)
-        if value is not None:
-            section, name = path.split(".")
-            facts.setdefault(section, {})[name] = value
-            values[path] = value
-    return facts, values
+def _read(case: Case, fields: Iterable[str]) -> dict[str, Any]:
+    """The documented values the rules read, by dotted path; missing and null fields are left out."""
+    values = ((path, case.value(path)) for path in fields)
+    return {path: value for path, value in values if value is not None}
 
 
 class Evaluator:
@@ -83,8 +75,8 @@ class Evaluator:
 
     def evaluate_parsed(self, case: Case, version: PolicyVersion, day: datetime.date) -> dict[str, Any]:
         compiled = self._compiled[version.key]
-        facts, values = _read(case, compiled.fields)
-        fired = self.engine.run(compiled.name, facts)
+        values = _read(case, compiled.fields)
+        fired = self.engine.run(compiled.name, compiled.facts(values))
         return self._builders[version.key].build(
             case.external_id,
             values,

@@ -83,6 +83,8 @@ class _FindingWriter:
         for node_id, node, negated in _comparisons(rule.logic, rule.id):
             operator = OPERATORS[node.operator][1] if negated else node.operator
             required = _words(node.value) if operator == "equals" else f"{OPERATORS[operator][0]} {_words(node.value)}"
+            if operator in ("includes_any", "includes_none"):
+                required += ", or a code starting with one of them"
             self.wording[node_id] = (FIELDS[node.field].label, f"{needs}: {required}")
 
     def finding(self, values: dict[str, Any], truths: dict[str, bool]) -> dict[str, Any]:
@@ -95,6 +97,8 @@ class _FindingWriter:
             if value is None:
                 missing.append(node.field)
                 sentences.append(f"{label} is not documented ({node.field}; {needs})")
+            elif isinstance(value, list):  # a code list
+                sentences.append(f"{label} are {_words(value) or 'none'} ({needs})")
             else:
                 sentences.append(f"{label} is {_words(value)} ({needs})")
         return {

@@ -109,8 +109,8 @@ class Case(_Strict):
 
     def value(self, path: str) -> Any:
         """The documented value at a dotted path such as ``low_back_pain.nrs``; None when missing."""
-        section, name = path.split(".")
-        part = getattr(self, section)
+        section, _, name = path.rpartition(".")
+        part = getattr(self, section) if section else self
         return None if part is None else getattr(part, name)
 
 
@@ -119,7 +119,7 @@ class FieldInfo:
     """A clinical leaf field that rules may test."""
 
     path: str
-    kind: Literal["boolean", "number", "enum"]
+    kind: Literal["boolean", "number", "enum", "code_list"]
     label: str
     minimum: float | None = None
     maximum: float | None = None
@@ -154,4 +154,7 @@ def _clinical_fields() -> dict[str, FieldInfo]:
     return fields
 
 
-FIELDS: dict[str, FieldInfo] = _clinical_fields()
+FIELDS: dict[str, FieldInfo] = {
+    **_clinical_fields(),
+    "diagnosis_codes": FieldInfo("diagnosis_codes", "code_list", "Diagnosis codes (ICD-10-CM)"),
+}

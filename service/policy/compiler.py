@@ -6,6 +6,14 @@ when they make it false. durable-rules comparisons (``$neq`` included) never mat
 field, so the "false" rule is the Kleene negation pushed down to the comparisons (De Morgan),
 and a node for which neither rule fires depends on a missing fact: unknown.
 
+A code list (``includes_any``) is tested item by item: ``$iany`` of a pattern (``$mt``) that
+matches the codes starting with one of the given codes is "true"; ``$iall`` of patterns that each
+match the codes *not* starting with one of them is "false". durable-rules' patterns have no
+negation, so each "not starting with" pattern is spelt out (see ``_not_starting_with``), and its
+``$iall`` never matches an empty list, so every list handed to the engine ends with an empty
+string (``facts``): a code that starts with nothing, which only the "false" patterns match.
+A missing list matches neither rule: unknown.
+
 Two rules guard the engine itself: every rule also requires the discriminator ``kind: case``
 (a rule made only of negations would otherwise match the engine's own state record and loop),
 and the sentinel rule ``$case`` matches every case, so each case stores a fact and the sid can be
@@ -31,7 +39,40 @@ _DURABLE_OPERATOR = {
 }
 
 
+# durable-rules' pattern dialect: ``%`` escapes, no negated character classes, a whole-string match.
+_PATTERN_SPECIAL = set(".|?*+()[]{}%")
+_PRINTABLE = (" ", "~")  # the characters "not c" ranges over; codes are printable ASCII
+
+
+def _literal(text: str) -> str:
+    return "".join(f"%{c}" if c in _PATTERN_SPECIAL else c for c in text)
+
+
+def _other_than(char: str) -> str:
+    """A character class of every printable character but ``char`` (ranges, as there is no [^c])."""
+    low, high = _PRINTABLE
+    ranges = [(low, chr(ord(char) - 1)), (chr(ord(char) + 1), high)]
+    return "[" + "".join(f"{a}-{b}" for a, b in ranges if a <= b) + "]"
+
+
+def _starting_with(prefixes: list[str]) -> str:
+    return "(" + "|".join(_literal(p) for p in prefixes) + ").*"
+
+
+def _not_starting_with(prefix: str) -> str:
+    """A pattern for the strings that do not start with ``prefix``: shorter than it and a prefix
+    of it, or differing from it at some character (``M5`` -> ``([^M].*|M([^5].*)?)?``)."""
+    pattern = ""
+    for char in reversed(prefix):
+        pattern = f"({_other_than(char)}.*|{_literal(char)}{pattern})?" if pattern else f"({_other_than(char)}.*)?"
+    return pattern
+
+
 def _comparison(node: Comparison) -> dict[str, Any]:
+    if node.operator == "includes_any":
+        return {"$iany": {node.field: {"$mt": {"$i": _starting_with(node.value)}}}}
+    if node.operator == "includes_none":
+        return {"$iall": {node.field: _both([{"$mt": {"$i": _not_starting_with(p)}} for p in node.value])}}
     if node.operator == "equals":
         return {node.field: node.value}
     if node.operator == "one_of":
@@ -67,6 +108,19 @@ class CompiledPolicy:
     name: str
     ruleset: dict[str, dict[str, Any]]
     fields: tuple[str, ...]
+
+    @staticmethod
+    def facts(values: dict[str, Any]) -> dict[str, Any]:
+        """The facts for the engine from documented values by dotted path (``low_back_pain.nrs``):
+        nested as in the case, every list closed with an empty string (see the module docstring)."""
+        facts: dict[str, Any] = {}
+        for path, value in values.items():
+            *sections, name = path.split(".")
+            node = facts
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = [*value, ""] if isinstance(value, (list, tuple)) else value
+        return facts
 
     @staticmethod
     def node_truths(fired: set[str]) -> dict[str, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Union
@@ -37,12 +38,19 @@ OPERATORS: dict[str, tuple[str, str]] = {
     "more_than": ("more than", "at_most"),
     "one_of": ("one of", "none_of"),
     "none_of": ("none of", "one_of"),
+    # code lists: a code matches a given code when it equals it or starts with it (M54.5 -> M54.50)
+    "includes_any": ("include one of", "includes_none"),
+    "includes_none": ("include none of", "includes_any"),  # only as the negation of includes_any
 }
 _OPERATORS_BY_KIND = {
     "boolean": {"equals", "not_equals"},
     "enum": {"equals", "not_equals", "one_of", "none_of"},
     "number": {"equals", "not_equals", "at_least", "less_than", "at_most", "more_than"},
+    "code_list": {"includes_any"},
 }
+# What a code (or the start of one) given to includes_any may look like: letters, digits, dots and
+# dashes, as ICD-10-CM, CPT, HCPCS, SNOMED CT and LOINC write their codes.
+CODE_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,16 @@ def to_data(expr: Expr) -> dict[str, Any]:
 
 
 def _value_problem(info: FieldInfo, operator: str, value: Any) -> str | None:
+    if operator == "includes_any":
+        if not isinstance(value, list) or not value:
+            return f"{operator} needs a non-empty list of codes"
+        if len(set(value)) != len(value):
+            return f"{operator} lists a code twice"
+        wrong = next((v for v in value if not isinstance(v, str) or not CODE_PREFIX.match(v)), None)
+        if wrong is not None:
+            return (f"{wrong!r} does not look like a code or the start of one "
+                    f"(letters, digits, '.' and '-', at most 32 characters, e.g. M54.5)")
+        return None
     if operator in ("one_of", "none_of"):
         if not isinstance(value, list) or not value:
             return f"{operator} needs a non-empty list of values"
