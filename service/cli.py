@@ -142,6 +142,24 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(o.passed for o in outcomes) else EXIT_FAILED
 
 
+def _field_label(path: str) -> str:
+    from service.policy.case import FIELDS
+
+    info = FIELDS.get(path)
+    return info.label if info else path
+
+
+def cmd_rules_diff(args: argparse.Namespace) -> int:
+    from service.policy.diff import diff_paths, report
+
+    changes = diff_paths(Path(args.old), Path(args.new), _field_label)
+    if args.json:
+        _print_json([c.to_dict() for c in changes], 2)
+    else:
+        sys.stdout.write(report(changes, Path(args.old), Path(args.new)))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.api.app import serve
 
@@ -220,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = rules_commands.add_parser("check", help="validate rule folders and run their golden cases")
     check.add_argument("dir", nargs="?", help=rules_help)
     check.set_defaults(func=cmd_rules_check)
+    diff = rules_commands.add_parser(
+        "diff", help="what changed between two policy versions (criteria, flags, thresholds, citations)")
+    diff.add_argument("old", help="the old version: its folder, its policy.yaml, or a rules folder")
+    diff.add_argument("new", help="the new version, likewise")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(func=cmd_rules_diff)
 
     serve = commands.add_parser("serve", help="start the REST service")
     serve.add_argument("--host", default="127.0.0.1")
