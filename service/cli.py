@@ -160,6 +160,44 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rules_impact(args: argparse.Namespace) -> int:
+    from service.policy.impact import describe, replay
+    from service.policy.rules import load_catalog
+    from service.settings import Settings
+    from service.store.database import Database
+
+    candidate = load_catalog(Path(args.candidate))  # refused here, before the database is opened
+    database = Database(Settings.from_env().database_url)  # read as it is: no migration, no write
+    try:
+        reports = replay(database, candidate, policy=args.policy, since=args.since, until=args.until,
+                         workers=args.workers, progress=_progress_bar)
+    except InvalidInput as error:
+        return _fail(error)
+    finally:
+        database.dispose()
+    if args.json:
+        _print_json(reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports], 2)
+    else:
+        sys.stdout.write("\n".join(describe(r) for r in reports))
+    return EXIT_OK
+
+
+def _progress_bar(total: int | None):
+    """A progress bar on standard error when it is a terminal, else nothing."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="evaluations", file=sys.stderr, leave=False).update
+
+
+def _date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date such as 2026-11-01, got {text!r}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.api.app import serve
 
@@ -244,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new", help="the new version, likewise")
     diff.add_argument("--json", action="store_true", help="print the changes as JSON")
     diff.set_defaults(func=cmd_rules_diff)
+    impact = rules_commands.add_parser(
+        "impact", help="replay stored evaluations under a candidate rules folder and report what changes")
+    impact.add_argument("candidate", help="a rules folder holding the candidate version(s) and fields.yaml")
+    impact.add_argument("--policy", help="only this policy (default: every policy the candidate holds)")
+    impact.add_argument("--since", type=_date, help="only evaluations stored on or after this date (UTC)")
+    impact.add_argument("--until", type=_date, help="only evaluations stored on or before this date (UTC)")
+    impact.add_argument("--json", action="store_true", help="print the report as JSON")
+    impact.add_argument("--workers", type=_positive, default=1,
+                        help="processes replaying the evaluations (default 1)")
+    impact.set_defaults(func=cmd_rules_impact)
 
     serve = commands.add_parser("serve", help="start the REST service")
     serve.add_argument("--host", default="127.0.0.1")

@@ -45,16 +45,20 @@ class Evaluator:
 
     # --- validation ---------------------------------------------------------------------------
 
+    def validate(self, payload: Any, prefix: str = "") -> Case:
+        """The case, validated strictly; raise InvalidInput naming each offending field."""
+        try:
+            return Case.model_validate(payload)
+        except ValidationError as error:
+            raise InvalidInput.from_validation_error(error, prefix) from None
+
     def parse(self, payload: Any, prefix: str = "",
               today: datetime.date | None = None) -> tuple[Case, PolicyVersion, datetime.date]:
         """Validate a case and find the policy version in force on its service date.
 
         A case without a service date is evaluated for ``today`` (default: the current date).
         """
-        try:
-            case = Case.model_validate(payload)
-        except ValidationError as error:
-            raise InvalidInput.from_validation_error(error, prefix) from None
+        case = self.validate(payload, prefix)
         policy_id = case.policy or self.catalog.default_policy
         known = ", ".join(self.catalog.versions)
         if policy_id is None:
