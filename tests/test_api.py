@@ -250,7 +250,7 @@ FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 def test_any_value_in_any_field_gets_201_or_a_422_naming_fields(client, intake_key, full_case, path, value):
     section, _, name = path.partition(".")
     if name:
-        full_case[section][name] = value
+        full_case.setdefault(section, {})[name] = value
     else:
         full_case[section] = value
 

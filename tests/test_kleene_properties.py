@@ -25,17 +25,18 @@ SERVICE_DATE = "2026-12-01"
 
 
 class Rule(NamedTuple):
-    """A criterion or flag: `combine` ("all" or "any") over (field path, predicate) parts."""
+    """A criterion or flag: `combine` ("all" or "any") over parts, each a (field path, predicate)
+    pair or a nested Rule."""
 
     combine: str
-    parts: tuple[tuple[str, Callable[[Any], bool]], ...]
+    parts: tuple["tuple[str, Callable[[Any], bool]] | Rule", ...]
 
 
-def all_of(*parts: tuple[str, Callable[[Any], bool]]) -> Rule:
+def all_of(*parts) -> Rule:
     return Rule("all", parts)
 
 
-def any_of(*parts: tuple[str, Callable[[Any], bool]]) -> Rule:
+def any_of(*parts) -> Rule:
     return Rule("any", parts)
 
 
@@ -116,17 +117,23 @@ def lookup(case: dict, path: str) -> Any:
 
 
 def kleene(rule: Rule, case: dict) -> tuple[bool | None, list[str]]:
-    """Three-valued answer of a rule and the missing fields an unknown answer depends on."""
-    truths = {}
-    for path, predicate in rule.parts:
-        value = lookup(case, path)
-        truths[path] = None if value is None else predicate(value)
+    """Three-valued answer of a rule and the missing fields an unknown answer depends on
+    (those of its unknown parts, in order, each once)."""
+    answers = []
+    for part in rule.parts:
+        if isinstance(part, Rule):
+            answers.append(kleene(part, case))
+        else:
+            path, predicate = part
+            value = lookup(case, path)
+            answers.append((None, [path]) if value is None else (predicate(value), []))
+    truths = [truth for truth, _ in answers]
     decisive = False if rule.combine == "all" else True
-    if decisive in truths.values():
+    if decisive in truths:
         return decisive, []
-    if None not in truths.values():
+    if None not in truths:
         return not decisive, []
-    return None, [path for path, truth in truths.items() if truth is None]
+    return None, list(dict.fromkeys(path for truth, missing in answers if truth is None for path in missing))
 
 
 def expected_outcome(statuses: list[str]) -> str:
@@ -186,7 +193,6 @@ FIELD_VALUES: dict[str, st.SearchStrategy] = {
 # A documented value is drawn twice as often as "absent" or "null", so that fully
 # documented criteria (three parts for ISASS-RN-03) turn up often.
 FIELD_STATES = ("absent", "null", "value", "value")
-SECTIONS = sorted({path.split(".")[0] for path in FIELD_VALUES})
 
 
 def set_path(case: dict, path: str, value: Any) -> None:
@@ -198,12 +204,13 @@ def set_path(case: dict, path: str, value: Any) -> None:
 
 
 @st.composite
-def cases(draw) -> dict:
-    """A valid case where every field is independently absent, null or a value,
-    and a section may be left out altogether."""
-    case: dict = {"external_id": "PROP-1", "service_date": SERVICE_DATE}
-    omitted_sections = draw(st.sets(st.sampled_from(SECTIONS), max_size=2))
-    for path, values in FIELD_VALUES.items():
+def cases(draw, field_values: dict[str, st.SearchStrategy] = FIELD_VALUES, **fixed: Any) -> dict:
+    """A valid case where every field of ``field_values`` is independently absent, null or a
+    value, and a section may be left out altogether; ``fixed`` top-level fields (``policy``) added."""
+    case: dict = {"external_id": "PROP-1", "service_date": SERVICE_DATE, **fixed}
+    sections = sorted({path.split(".")[0] for path in field_values})
+    omitted_sections = draw(st.sets(st.sampled_from(sections), max_size=2))
+    for path, values in field_values.items():
         if path.split(".")[0] in omitted_sections:
             continue
         state = draw(st.sampled_from(FIELD_STATES))
@@ -214,8 +221,8 @@ def cases(draw) -> dict:
     return case
 
 
-def undocumented_fields(case: dict) -> list[str]:
-    return [path for path in FIELD_VALUES if lookup(case, path) is None]
+def undocumented_fields(case: dict, field_values: dict = FIELD_VALUES) -> list[str]:
+    return [path for path in field_values if lookup(case, path) is None]
 
 
 def findings(result: dict) -> dict:
@@ -252,19 +259,23 @@ def case_with(**sections) -> dict:
 @example(case=case_with(low_back_pain={"nrs": 1e-05}))
 @example(case=case_with(conservative_care={"duration_months": 2e16}))
 def test_engine_matches_kleene_oracle(evaluator, case):
-    result = evaluator.evaluate(case)
+    assert_matches_oracle(evaluator.evaluate(case), case, CRITERIA, FLAGS)
 
-    assert [c["id"] for c in result["criteria"]] == list(CRITERIA), "criteria in policy order"
+
+def assert_matches_oracle(result: dict, case: dict, criteria: dict[str, Rule], flags: dict[str, Rule]) -> None:
+    """Every criterion's and flag's status and missing fields, the summary and the to-do list of
+    ``result`` are those the oracle gives for ``case``."""
+    assert [c["id"] for c in result["criteria"]] == list(criteria), "criteria in policy order"
     actual_criteria = {c["id"]: (c["status"], c["missing"]) for c in result["criteria"]}
     expected_criteria = {}
-    for criterion_id, rule in CRITERIA.items():
+    for criterion_id, rule in criteria.items():
         truth, missing = kleene(rule, case)
         expected_criteria[criterion_id] = (CRITERION_STATUS[truth], missing)
     assert actual_criteria == expected_criteria
 
     actual_flags = {f["id"]: (f["status"], f["missing"]) for f in result["flags"]}
     expected_flags = {}
-    for flag_id, rule in FLAGS.items():
+    for flag_id, rule in flags.items():
         truth, missing = kleene(rule, case)
         expected_flags[flag_id] = (FLAG_STATUS[truth], missing)
     assert actual_flags == expected_flags
@@ -276,7 +287,7 @@ def test_engine_matches_kleene_oracle(evaluator, case):
         statuses.count("met"),
         statuses.count("not_met"),
         statuses.count("insufficient_information"),
-        len(CRITERIA),
+        len(criteria),
     )
 
     union = []
@@ -288,13 +299,17 @@ def test_engine_matches_kleene_oracle(evaluator, case):
 @PROPERTY_SETTINGS
 @given(case=cases(), data=st.data())
 def test_documenting_a_field_only_changes_answers_that_named_it_missing(evaluator, case, data):
+    assert_monotone(evaluator, case, data, FIELD_VALUES)
+
+
+def assert_monotone(evaluator, case: dict, data, field_values: dict) -> None:
     """Monotonicity: a met/not_met criterion (or present/absent flag) never changes when a
     missing field gets a value; an insufficient one changes only if it named that field."""
-    missing_fields = undocumented_fields(case)
+    missing_fields = undocumented_fields(case, field_values)
     assume(missing_fields)
     path = data.draw(st.sampled_from(missing_fields), label="documented field")
     completed = copy.deepcopy(case)
-    set_path(completed, path, data.draw(FIELD_VALUES[path], label="its value"))
+    set_path(completed, path, data.draw(field_values[path], label="its value"))
 
     before = evaluator.evaluate(case)
     after = evaluator.evaluate(completed)

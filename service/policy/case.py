@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-TreatmentOutcome = Literal["failed", "not_tolerated", "improved", "not_tried"]
+TreatmentOutcome = Literal["failed", "not_tolerated", "improved", "not_tried", "contraindicated"]
 
 
 def _iso_date(value: Any) -> Any:
@@ -63,6 +63,7 @@ class ConservativeCare(_Strict):
     medication_outcome: TreatmentOutcome | None = Field(None, title="Pain medication outcome")
     physical_therapy_outcome: TreatmentOutcome | None = Field(None, title="Physical therapy outcome")
     duration_months: float | None = Field(None, ge=0, title="Conservative care duration (months)")
+    psychological_therapy_outcome: TreatmentOutcome | None = Field(None, title="Psychological therapy outcome")
 
 
 class MultifidusDysfunction(_Strict):
@@ -72,6 +73,18 @@ class MultifidusDysfunction(_Strict):
     imaging: Literal["atrophy_or_fatty_infiltration", "no_abnormality", "not_performed"] | None = Field(
         None, title="Multifidus imaging"
     )
+    electromyography: Literal["positive", "negative", "not_performed"] | None = Field(None, title="Electromyography")
+
+
+class Provider(_Strict):
+    facilities_and_follow_up_available: bool | None = Field(
+        None, title="Facilities, equipment and staff for treatment and follow-up")
+
+
+class StimulationTrial(_Strict):
+    outcome: Literal["successful", "unsuccessful", "not_performed"] | None = Field(None, title="Stimulation trial")
+    intraoperative_multifidus_contraction: bool | None = Field(
+        None, title="Multifidus contraction seen during surgery")
 
 
 class Surgery(_Strict):
@@ -105,6 +118,8 @@ class Case(_Strict):
     surgery: Surgery | None = None
     device: Device | None = None
     other_findings: OtherFindings | None = None
+    provider: Provider | None = None
+    stimulation_trial: StimulationTrial | None = None
     diagnosis_codes: list[Icd10Code] | None = Field(None, max_length=50)
 
     def value(self, path: str) -> Any:
