@@ -99,7 +99,9 @@ def _replay(rows: list[Row]) -> list[tuple]:
             day = case.service_date or datetime.date.fromisoformat(stored["service_date"])
             result = evaluator.evaluate_parsed(case, newest[policy_id], day)
         except InvalidInput as error:
-            out.append((policy_id, evaluation_id, external_id, str(error)))
+            problems = [f"{e['field']}: {e['message']}" for e in error.errors]
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            out.append((policy_id, evaluation_id, external_id, "; ".join(problems[:3]) + more))
             continue
         except (ValueError, KeyError, TypeError) as error:  # not a JSON object, no stored date
             out.append((policy_id, evaluation_id, external_id, f"unreadable stored evaluation: {error}"))
