@@ -72,8 +72,18 @@ def _annotation(spec: FieldSpec) -> Any:
     return Annotated[list[code], Field(max_length=spec.max_items)]
 
 
+def _description(spec: FieldSpec) -> str | None:
+    """The field's description for the OpenAPI schema, with its unit and the words of its values."""
+    parts = [spec.description] if spec.description else []
+    if spec.unit:
+        parts.append(f"Unit (UCUM): {spec.unit}.")
+    if spec.choices:
+        parts.append("Values: " + "; ".join(f"`{value}` ({words})" for value, words in spec.choices.items()) + ".")
+    return " ".join(parts) or None
+
+
 def _field(spec: FieldSpec) -> tuple[Any, Any]:
-    return (_annotation(spec) | None, Field(None, title=spec.label, description=spec.description))
+    return (_annotation(spec) | None, Field(None, title=spec.label, description=_description(spec)))
 
 
 def _model_name(section: str) -> str:
