@@ -142,17 +142,10 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(o.passed for o in outcomes) else EXIT_FAILED
 
 
-def _field_label(path: str) -> str:
-    from service.policy.case import FIELDS
-
-    info = FIELDS.get(path)
-    return info.label if info else path
-
-
 def cmd_rules_diff(args: argparse.Namespace) -> int:
     from service.policy.diff import diff_paths, report
 
-    changes = diff_paths(Path(args.old), Path(args.new), _field_label)
+    changes = diff_paths(Path(args.old), Path(args.new))
     if args.json:
         _print_json([c.to_dict() for c in changes], 2)
     else:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import with_dictionary
 from service.engine.evaluation import Evaluator
 from service.policy.rules import RuleError, load_catalog
 
@@ -18,7 +19,7 @@ POLICY = "codes-test"
 
 
 def write_policy(root: Path, criteria: str, policy_id: str = POLICY) -> Path:
-    folder = root / policy_id / "1.0.0"
+    folder = with_dictionary(root) / policy_id / "1.0.0"
     folder.mkdir(parents=True)
     (folder / "policy.yaml").write_text(textwrap.dedent("""\
         id: {policy_id}
@@ -174,7 +175,8 @@ def test_facts_hold_lists_closed_with_an_empty_code():
     from service.engine.durable import fact_json
     from service.policy.compiler import CompiledPolicy
 
-    facts = CompiledPolicy.facts({"diagnosis_codes": ["M54.50"], "low_back_pain.nrs": 1e-05})
-    assert facts == {"diagnosis_codes": ["M54.50", ""], "low_back_pain": {"nrs": 1e-05}}
-    assert fact_json(facts) == '{"diagnosis_codes":["M54.50",""],"low_back_pain":{"nrs":0.00001}}'
+    compiled = CompiledPolicy("p", {}, ("low_back_pain.nrs", "diagnosis_codes"))
+    facts = compiled.facts({"diagnosis_codes": ["M54.50"], "low_back_pain.nrs": 1e-05, "patient.bmi": 30})
+    assert facts == {"diagnosis_codes": ["M54.50", ""], "low_back_pain": {"nrs": 1e-05}}  # only what rules read
+    assert fact_json(facts) == '{"low_back_pain":{"nrs":0.00001},"diagnosis_codes":["M54.50",""]}'
     assert fact_json({"codes": []}) == '{"codes":[]}'

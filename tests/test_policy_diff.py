@@ -46,8 +46,8 @@ def test_added_removed_logic_requirement_and_citation_changes(tmp_path, capsys):
     status, out = diff(capsys, OLD, new)  # a rules folder: its newest version of each policy
     assert status == 0
     lines = out.splitlines()
-    assert ("  ISASS-RN-13: criterion met when Fit for implant surgery is true; now when Fit for implant "
-            "surgery is true and Diagnosis codes (ICD-10-CM) include one of M62.85, M54.5") in lines
+    assert ("  ISASS-RN-13: criterion met when Fit for implant surgery is yes; now when Fit for implant "
+            "surgery is yes and Diagnosis codes (ICD-10-CM) include one of M62.85, M54.5") in lines
     assert ('  ISASS-RN-10: requirement was "Spine surgery is not indicated", now "Spine surgery is not '
             'indicated by a surgeon"') in lines
     assert ("  TRIAL-SCS-CANDIDATE: now cites isass-2023 (Patient Selection Characteristics); "

@@ -13,23 +13,32 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from service.policy.case import Case
-from service.policy.compiler import CompiledPolicy, compile_policy
 from service.engine.durable import RulesEngine
-from service.errors import InvalidInput, field_path
 from service.engine.result import ResultBuilder
+from service.errors import InvalidInput, field_path
+from service.policy.case import CaseBase, case_model
+from service.policy.compiler import CompiledPolicy, compile_policy
 from service.policy.rules import Catalog, PolicyVersion, load_catalog
 
+# Where a value came from, by field path, when it was read from FHIR: {"reference", "date"}.
+Provenance = dict[str, dict[str, str]]
 
-def _read(case: Case, fields: Iterable[str]) -> dict[str, Any]:
-    """The documented values the rules read, by dotted path; missing and null fields are left out."""
-    values = ((path, case.value(path)) for path in fields)
-    return {path: value for path, value in values if value is not None}
+
+def _documented(case: CaseBase, fields: Iterable[str]) -> dict[str, Any]:
+    """The documented values of ``fields`` by dotted path; missing and null fields are left out."""
+    values = {}
+    for path in fields:
+        value = case.value(path)
+        if value is not None:
+            values[path] = value
+    return values
 
 
 class Evaluator:
     def __init__(self, catalog: Catalog, engine: RulesEngine | None = None):
         self.catalog = catalog
+        self.dictionary = catalog.dictionary
+        self.case_model = case_model(catalog.dictionary)
         self.engine = engine or RulesEngine()
         self._compiled: dict[str, CompiledPolicy] = {}
         self._builders: dict[str, ResultBuilder] = {}
@@ -37,7 +46,7 @@ class Evaluator:
             compiled = compile_policy(version)
             self.engine.register(compiled)
             self._compiled[version.key] = compiled
-            self._builders[version.key] = ResultBuilder(version)
+            self._builders[version.key] = ResultBuilder(version, catalog.dictionary)
 
     @classmethod
     def from_rules_dir(cls, rules_dir: Path | str | None = None) -> "Evaluator":
@@ -45,15 +54,15 @@ class Evaluator:
 
     # --- validation ---------------------------------------------------------------------------
 
-    def validate(self, payload: Any, prefix: str = "") -> Case:
+    def validate(self, payload: Any, prefix: str = "") -> CaseBase:
         """The case, validated strictly; raise InvalidInput naming each offending field."""
         try:
-            return Case.model_validate(payload)
+            return self.case_model.model_validate(payload)
         except ValidationError as error:
             raise InvalidInput.from_validation_error(error, prefix) from None
 
     def parse(self, payload: Any, prefix: str = "",
-              today: datetime.date | None = None) -> tuple[Case, PolicyVersion, datetime.date]:
+              today: datetime.date | None = None) -> tuple[CaseBase, PolicyVersion, datetime.date]:
         """Validate a case and find the policy version in force on its service date.
 
         A case without a service date is evaluated for ``today`` (default: the current date).
@@ -77,25 +86,30 @@ class Evaluator:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def evaluate_parsed(self, case: Case, version: PolicyVersion, day: datetime.date) -> dict[str, Any]:
+    def evaluate_parsed(self, case: CaseBase, version: PolicyVersion, day: datetime.date,
+                        provenance: Provenance | None = None) -> dict[str, Any]:
         compiled = self._compiled[version.key]
-        values = _read(case, compiled.fields)
+        values = _documented(case, self.dictionary.fields)
         fired = self.engine.run(compiled.name, compiled.facts(values))
         return self._builders[version.key].build(
             case.external_id,
             values,
             compiled.node_truths(fired),
+            provenance=provenance or {},
             evaluation_id=str(uuid.uuid4()),
             evaluated_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             service_date=day.isoformat(),
         )
 
-    def evaluate(self, payload: Any, today: datetime.date | None = None) -> dict[str, Any]:
+    def evaluate(self, payload: Any, today: datetime.date | None = None,
+                 provenance: Provenance | None = None) -> dict[str, Any]:
         """Evaluate one case (parsed JSON); raise InvalidInput naming each offending field.
 
         A case without a service date is evaluated for ``today`` (default: the current date).
+        ``provenance`` names the FHIR resource behind each value read from FHIR; its evidence
+        items then carry ``source``.
         """
-        return self.evaluate_parsed(*self.parse(payload, today=today))
+        return self.evaluate_parsed(*self.parse(payload, today=today), provenance=provenance)
 
     def validate_batch(self, payloads: list[Any], today: datetime.date | None = None) -> None:
         """Validate every case, keeping none; raise InvalidInput naming every offending field
@@ -136,4 +150,11 @@ class Evaluator:
         versions = self.catalog.versions.get(policy_id)
         if versions is None:
             return None
-        return {"id": policy_id, "title": versions[-1].title, "versions": [v.to_dict() for v in versions]}
+        read = dict.fromkeys(path for v in versions for r in (*v.criteria, *v.flags) for path in r.fields)
+        return {
+            "id": policy_id,
+            "title": versions[-1].title,
+            "default": policy_id == self.catalog.default_policy,
+            "versions": [v.to_dict() for v in versions],
+            "fields": [self.dictionary[path].to_dict() for path in read],
+        }

@@ -109,17 +109,17 @@ class CompiledPolicy:
     ruleset: dict[str, dict[str, Any]]
     fields: tuple[str, ...]
 
-    @staticmethod
-    def facts(values: dict[str, Any]) -> dict[str, Any]:
-        """The facts for the engine from documented values by dotted path (``low_back_pain.nrs``):
-        nested as in the case, every list closed with an empty string (see the module docstring)."""
+    def facts(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The facts the engine is given: the documented ``values`` (by dotted path) of the fields
+        the rules read, nested as in the case, every list closed with an empty string (see the
+        module docstring)."""
         facts: dict[str, Any] = {}
-        for path, value in values.items():
-            *sections, name = path.split(".")
-            node = facts
-            for section in sections:
-                node = node.setdefault(section, {})
-            node[name] = [*value, ""] if isinstance(value, (list, tuple)) else value
+        for path in self.fields:
+            if path in values:
+                section, _, name = path.rpartition(".")
+                value = values[path]
+                (facts.setdefault(section, {}) if section else facts)[name] = (
+                    [*value, ""] if isinstance(value, (list, tuple)) else value)
         return facts
 
     @staticmethod

@@ -23,11 +23,13 @@ from service.policy.rules import (
     PolicyVersion,
     Rule,
     RuleError,
+    default_rules_dir,
     load_catalog,
     load_policy_file,
 )
+from service.policy.fields import Dictionary, DictionaryError, FieldSpec, load_dictionary
 
-Label = Callable[[str], str]  # a field's path -> the words reviewers read for it
+Fields = Callable[[str], "FieldSpec | None"]  # a field's path -> its dictionary entry
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,23 @@ def _operator_words(operator: str) -> str:
     return f"is {words}" if operator in ("not_equals", "one_of", "none_of") else words
 
 
-def comparison_words(node: Comparison, label: Label) -> str:
-    return f"{label(node.field)} {_operator_words(node.operator)} {_value_words(node.value)}"
+def _words(spec: FieldSpec | None, value: Any) -> str:
+    return spec.words(value) if spec else _value_words(value)
 
 
-def logic_words(expr: Expr, label: Label) -> str:
+def comparison_words(node: Comparison, fields: Fields) -> str:
+    spec = fields(node.field)
+    label = spec.label if spec else node.field
+    return f"{label} {_operator_words(node.operator)} {_words(spec, node.value)}"
+
+
+def logic_words(expr: Expr, fields: Fields) -> str:
     """A rule's logic in words: ``either A or B``, ``A and B``, ``not (A)``."""
     if isinstance(expr, Comparison):
-        return comparison_words(expr, label)
+        return comparison_words(expr, fields)
     if isinstance(expr, Not):
-        return f"not ({logic_words(expr.part, label)})"
-    parts = [logic_words(p, label) if isinstance(p, Comparison) else f"({logic_words(p, label)})"
+        return f"not ({logic_words(expr.part, fields)})"
+    parts = [logic_words(p, fields) if isinstance(p, Comparison) else f"({logic_words(p, fields)})"
              for p in expr.parts]
     joined = ", ".join(parts[:-1])
     return f"either {joined} or {parts[-1]}" if isinstance(expr, AnyOf) else f"{joined} and {parts[-1]}"
@@ -98,7 +106,7 @@ def _citation_words(rule: Rule) -> dict[tuple[str, str], str]:
     return {(c.source, c.locator): f"{c.source} ({c.locator})" for c in rule.citations}
 
 
-def _rule_changes(policy: str, item: str, old: Rule, new: Rule, label: Label) -> list[Change]:
+def _rule_changes(policy: str, item: str, old: Rule, new: Rule, fields: Fields) -> list[Change]:
     changes = []
 
     def add(change: str, words: str) -> None:
@@ -112,11 +120,11 @@ def _rule_changes(policy: str, item: str, old: Rule, new: Rule, label: Label) ->
         if _same_shape(old.logic, new.logic):
             for before, after in zip(_comparisons(old.logic), _comparisons(new.logic)):
                 if before.value != after.value:
-                    add("threshold", f"{comparison_words(before, label)} becomes "
-                                     f"{_operator_words(after.operator)} {_value_words(after.value)}")
+                    add("threshold", f"{comparison_words(before, fields)} becomes "
+                                     f"{_operator_words(after.operator)} {_words(fields(after.field), after.value)}")
         else:
             add("logic", f"{item} {'met' if item == 'criterion' else 'present'} when "
-                         f"{logic_words(old.logic, label)}; now when {logic_words(new.logic, label)}")
+                         f"{logic_words(old.logic, fields)}; now when {logic_words(new.logic, fields)}")
     old_citations, new_citations = _citation_words(old), _citation_words(new)
     cited = [words for key, words in new_citations.items() if key not in old_citations]
     dropped = [words for key, words in old_citations.items() if key not in new_citations]
@@ -128,7 +136,7 @@ def _rule_changes(policy: str, item: str, old: Rule, new: Rule, label: Label) ->
 
 
 def _rules_changes(policy: str, item: str, old: tuple[Rule, ...], new: tuple[Rule, ...],
-                   label: Label) -> list[Change]:
+                   fields: Fields) -> list[Change]:
     old_by_id, new_by_id = {r.id: r for r in old}, {r.id: r for r in new}
     changes = []
     for rule in new:
@@ -136,16 +144,16 @@ def _rules_changes(policy: str, item: str, old: tuple[Rule, ...], new: tuple[Rul
             changes.append(Change(policy, item, rule.id, "added",
                                   f'{item} added: "{rule.title}": {rule.requirement} '
                                   f"({'met' if item == 'criterion' else 'present'} when "
-                                  f"{logic_words(rule.logic, label)})"))
+                                  f"{logic_words(rule.logic, fields)})"))
         else:
-            changes += _rule_changes(policy, item, old_by_id[rule.id], rule, label)
+            changes += _rule_changes(policy, item, old_by_id[rule.id], rule, fields)
     for rule in old:
         if rule.id not in new_by_id:
             changes.append(Change(policy, item, rule.id, "removed", f'{item} removed: "{rule.title}"'))
     return changes
 
 
-def diff_versions(old: PolicyVersion, new: PolicyVersion, label: Label) -> list[Change]:
+def diff_versions(old: PolicyVersion, new: PolicyVersion, fields: Fields) -> list[Change]:
     """Every change from ``old`` to ``new``: the policy's own, then its criteria's, then its flags'."""
     changes = []
     for name in ("version", "title", "status", "review_note", "effective_from", "effective_to"):
@@ -154,34 +162,48 @@ def diff_versions(old: PolicyVersion, new: PolicyVersion, label: Label) -> list[
             words = name.replace("_", " ")
             changes.append(Change(new.id, "policy", new.id, name,
                                   f"{words} was {before or 'not set'}, now {after or 'not set'}"))
-    changes += _rules_changes(new.id, "criterion", old.criteria, new.criteria, label)
-    changes += _rules_changes(new.id, "flag", old.flags, new.flags, label)
+    changes += _rules_changes(new.id, "criterion", old.criteria, new.criteria, fields)
+    changes += _rules_changes(new.id, "flag", old.flags, new.flags, fields)
     return changes
 
 
-def load_versions(path: Path) -> dict[str, PolicyVersion]:
-    """The policy versions to compare at ``path``: a ``policy.yaml``, a version folder holding one,
-    or a rules folder (each of its policies at its newest version)."""
+def _dictionary_for(policy_file: Path) -> Dictionary:
+    """The field dictionary of the rules folder holding ``<policy-id>/<version>/policy.yaml``,
+    else the bundled one."""
+    beside = policy_file.resolve().parent.parent.parent / "fields.yaml"
+    try:
+        return load_dictionary(beside if beside.is_file() else default_rules_dir() / "fields.yaml")
+    except DictionaryError as error:
+        raise RuleError(str(error)) from None
+
+
+def load_versions(path: Path) -> tuple[dict[str, PolicyVersion], Dictionary]:
+    """The policy versions to compare at ``path`` (a ``policy.yaml``, a version folder holding one,
+    or a rules folder: each of its policies at its newest version), and their field dictionary."""
     path = Path(path)
-    if path.is_file():
-        version = load_policy_file(path)
-        return {version.id: version}
-    if (path / "policy.yaml").is_file():
-        version = load_policy_file(path / "policy.yaml")
-        return {version.id: version}
+    policy_file = path if path.is_file() else path / "policy.yaml"
+    if policy_file.is_file():
+        dictionary = _dictionary_for(policy_file)
+        version = load_policy_file(policy_file, dictionary)
+        return {version.id: version}, dictionary
     if not path.is_dir():
         raise RuleError(f"{path}: not found (give a version folder, its policy.yaml, or a rules folder)")
-    return {policy_id: versions[-1] for policy_id, versions in load_catalog(path).versions.items()}
+    catalog = load_catalog(path)
+    return {policy_id: versions[-1] for policy_id, versions in catalog.versions.items()}, catalog.dictionary
 
 
-def diff_paths(old_path: Path, new_path: Path, label: Label) -> list[Change]:
-    old, new = load_versions(old_path), load_versions(new_path)
+def diff_paths(old_path: Path, new_path: Path) -> list[Change]:
+    (old, old_fields), (new, new_fields) = load_versions(old_path), load_versions(new_path)
+
+    def fields(path: str) -> FieldSpec | None:  # a field both sides know reads as the new side says
+        return new_fields.get(path) or old_fields.get(path)
+
     if len(old) == 1 and len(new) == 1:  # two versions, whatever their ids (a payer's copy too)
-        return diff_versions(next(iter(old.values())), next(iter(new.values())), label)
+        return diff_versions(next(iter(old.values())), next(iter(new.values())), fields)
     changes = []
     for policy_id, version in new.items():
         if policy_id in old:
-            changes += diff_versions(old[policy_id], version, label)
+            changes += diff_versions(old[policy_id], version, fields)
         else:
             changes.append(Change(policy_id, "policy", policy_id, "added",
                                   f"policy added: {version.title} (version {version.version})"))
