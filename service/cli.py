@@ -163,7 +163,7 @@ def cmd_rules_impact(args: argparse.Namespace) -> int:
     database = Database(Settings.from_env().database_url)  # read as it is: no migration, no write
     try:
         reports = replay(database, candidate, policy=args.policy, since=args.since, until=args.until,
-                         workers=args.workers, progress=_progress_bar)
+                         workers=args.workers, progress=_progress_bar if sys.stderr.isatty() else None)
     except InvalidInput as error:
         return _fail(error)
     finally:
@@ -176,9 +176,7 @@ def cmd_rules_impact(args: argparse.Namespace) -> int:
 
 
 def _progress_bar(total: int | None):
-    """A progress bar on standard error when it is a terminal, else nothing."""
-    if not sys.stderr.isatty():
-        return None
+    """A progress bar on standard error (a terminal): its ``update``."""
     from tqdm import tqdm
 
     return tqdm(total=total, unit="evaluations", file=sys.stderr, leave=False).update

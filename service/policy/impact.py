@@ -13,6 +13,8 @@ durable-rules host, as ``evaluate --workers`` does), at most two batches per wor
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
 import multiprocessing
 from collections import Counter, defaultdict, deque
@@ -30,6 +32,11 @@ from service.policy.rules import Catalog, PolicyVersion
 from service.store.database import Database, Evaluation
 
 BATCH = 250  # rows per batch read from the database and handed to a worker
+# glibc keeps the heap that the ~20 kB stored results of a batch leave free: without handing it
+# back after each batch, resident memory crept up ~0.3 kB per row replayed (measured, not a leak:
+# Python's traced memory stayed flat). Elsewhere (musl, macOS) there is nothing to do.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+_malloc_trim = getattr(_LIBC, "malloc_trim", None)
 ADDED, REMOVED = "(added)", "(removed)"
 
 
@@ -110,6 +117,8 @@ def _replay(rows: list[Row]) -> list[tuple]:
         out.append((policy_id, evaluation_id, external_id, outcome,
                     _moves(_statuses(stored["criteria"]), _statuses(result["criteria"])),
                     _moves(_statuses(stored["flags"]), _statuses(result["flags"]))))
+    if _malloc_trim:
+        _malloc_trim(0)
     return out
 
 
@@ -153,7 +162,10 @@ def _batches(connection: Connection, conditions: list) -> Iterator[list[Row]]:
         select(Evaluation.id, Evaluation.external_id, Evaluation.policy_id, Evaluation.case_json,
                Evaluation.result_json)
         .where(*conditions)
-        .order_by(Evaluation.created_at, Evaluation.id)
+        # By the primary key: its index gives the rows in order without sorting them first (by
+        # created_at, SQLite sorted every matched row, 20 kB results and all, before the first came
+        # back, and the peak memory grew with the rows).
+        .order_by(Evaluation.id)
     )
     rows = connection.execution_options(stream_results=True, yield_per=BATCH).execute(statement)
     for partition in rows.partitions():
@@ -166,8 +178,9 @@ def replay(database: Database, candidate: Catalog, *, policy: str | None = None,
     """Replay the stored evaluations of ``policy`` (default: every policy the candidate holds)
     under the candidate's newest versions; one report per policy, in the candidate's order.
 
-    ``progress(total)`` is called once with the number of evaluations to replay and must return a
-    callable taking the number just replayed (e.g. a tqdm bar's ``update``), or None.
+    ``progress(total)``, when given, is called once with the number of evaluations to replay (a
+    count query, so leave it out when nobody watches) and must return a callable taking the
+    number just replayed (e.g. a tqdm bar's ``update``).
     """
     if policy is not None and policy not in candidate.versions:
         known = ", ".join(candidate.versions)
@@ -179,8 +192,9 @@ def replay(database: Database, candidate: Catalog, *, policy: str | None = None,
     with database.engine.connect() as connection:
         _read_only(connection)
         try:
-            advance = progress(connection.scalar(select(func.count()).select_from(Evaluation).where(*conditions))) \
-                if progress else None
+            advance = None
+            if progress:
+                advance = progress(connection.scalar(select(func.count()).select_from(Evaluation).where(*conditions)))
             for outcomes in _replayed(candidate, _batches(connection, conditions), workers):
                 for replayed in outcomes:
                     _tally(reports[replayed[0]], replayed)
