@@ -20,6 +20,7 @@ import pydantic_core
 
 from service.engine.durable import EngineError
 from service.errors import InvalidInput
+from service.json_input import parse_json
 from service.policy.rules import RuleError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -37,20 +38,17 @@ def _print_json(data: Any, indent: int | None) -> None:
 
 
 def _fail(error: InvalidInput) -> int:
-    json.dump(error.to_dict(), sys.stderr, indent=2, ensure_ascii=False)
-    sys.stderr.write("\n")
+    """The API's 422 body, on one line of standard error; exit 2."""
+    sys.stderr.write(json.dumps(error.to_dict(), ensure_ascii=False) + "\n")
     return EXIT_BAD_INPUT
 
 
 def _read_json(source: str) -> Any:
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput.one("body", f"cannot read {source}: {error}", "read_error") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput.one("body", f"invalid JSON: {error}", "json_invalid") from None
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise InvalidInput.one("body", f"cannot read {source}: {error.strerror or error}", "read_error") from None
+    return parse_json(data)
 
 
 def _evaluator(rules_dir: str | None):

@@ -6,6 +6,10 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+# An error body lists at most this many field errors (and says how many there were): a 1 MiB body
+# of unknown fields would otherwise get a ten times larger answer.
+MAX_LISTED_ERRORS = 100
+
 _MESSAGES = {
     "extra_forbidden": "Unknown field: it is not part of the case contract",
     "missing": "Field required",
@@ -26,16 +30,19 @@ def field_path(loc: Iterable[Any], prefix: str = "") -> str:
 class InvalidInput(Exception):
     """A case (or batch) that cannot be evaluated; ``errors`` names each offending field."""
 
-    def __init__(self, errors: list[dict[str, str]]):
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+    def __init__(self, errors: list[dict[str, str]], detail: str = "The case is invalid."):
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors[:MAX_LISTED_ERRORS]))
         self.errors = errors
+        self.detail = detail
 
     @classmethod
     def one(cls, field: str, message: str, type_: str = "value_error") -> "InvalidInput":
         return cls([{"field": field, "message": message, "type": type_}])
 
     @classmethod
-    def from_validation_error(cls, error: ValidationError, prefix: str = "") -> "InvalidInput":
+    def from_validation_error(cls, error: ValidationError | Any, prefix: str = "",
+                              detail: str = "The case is invalid.") -> "InvalidInput":
+        """From pydantic's errors (a ValidationError, or FastAPI's RequestValidationError)."""
         return cls(
             [
                 {
@@ -43,9 +50,16 @@ class InvalidInput(Exception):
                     "message": _MESSAGES.get(e["type"], e["msg"]),
                     "type": e["type"],
                 }
-                for e in error.errors(include_url=False, include_input=False)
-            ]
+                for e in error.errors(**({"include_url": False, "include_input": False}
+                                         if isinstance(error, ValidationError) else {}))
+            ],
+            detail,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detail": "The case is invalid.", "errors": self.errors}
+        """The error body: the first MAX_LISTED_ERRORS errors, and how many there were in all."""
+        count = len(self.errors)
+        detail = self.detail
+        if count > MAX_LISTED_ERRORS:
+            detail = f"{detail.rstrip('.')}: {count} field errors, the first {MAX_LISTED_ERRORS} are listed."
+        return {"detail": detail, "errors": self.errors[:MAX_LISTED_ERRORS], "error_count": count}

@@ -126,6 +126,16 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")
 
+    def is_ready(self) -> bool:
+        """Whether the database answers and holds the schema (any error means no, and is logged)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(Evaluation.id).limit(1))
+        except Exception as error:  # noqa: BLE001 - not ready, whatever the reason
+            logging.getLogger("service").warning("database not ready: %s", getattr(error, "orig", None) or type(error).__name__)
+            return False
+        return True
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
+from service.json_input import parse_json
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
 from service.store.database import (
@@ -104,10 +105,7 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
         raise InvalidInput.one(
             "headers.content-type", "The case must be sent as application/json.", "content_type"
         )
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise InvalidInput.one("body", f"The body is not valid JSON: {error}", "json_invalid") from None
+    return parse_json(body)
 
 
 def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, str]:
