@@ -7,12 +7,16 @@ hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic mig
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -25,14 +29,19 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    and_,
     create_engine,
     event,
     insert,
+    or_,
     select,
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+if TYPE_CHECKING:
+    from service.store.idempotency import IdempotencyClaim
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -166,8 +175,11 @@ def save_evaluation(
     key_id: str,
     case_json: str,
     result_json: str,
+    idempotency: IdempotencyClaim | None = None,
 ) -> None:
-    """Store an evaluation; when this returns, the row is committed."""
+    """Store an evaluation; when this returns, the row is committed. With ``idempotency`` its
+    Idempotency-Key is recorded in the same transaction: both are stored or neither (an
+    IntegrityError when another request has just claimed the key)."""
     row = {
         "id": evaluation_id,
         "external_id": external_id,
@@ -180,6 +192,8 @@ def save_evaluation(
     }
     with db.write() as connection:
         connection.execute(insert(Evaluation), row)
+        if idempotency is not None:
+            idempotency.record(connection, evaluation_id, row["created_at"])
 
 
 def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
@@ -190,18 +204,58 @@ def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
         return session.scalar(select(Evaluation.result_json).where(Evaluation.id == evaluation_id))
 
 
-def list_evaluation_results(db: Database, external_id: str) -> list[str]:
-    """Stored result JSON texts for an intake reference, newest first."""
+class InvalidCursor(ValueError):
+    """A paging cursor this service did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page:
+    results: list[str]
+    next_cursor: str | None  # None on the last page
+
+
+def list_evaluation_results(db: Database, external_id: str, limit: int = 50, cursor: str | None = None) -> Page:
+    """Stored result JSON texts for an intake reference, newest first, ``limit`` at a time.
+
+    Ordered by storage time, then id, so that results stored in the same microsecond keep one
+    order and a page never repeats or skips one; ``cursor`` (opaque: the position of the last
+    result of the page before) continues after that page.
+    """
     if not storable(external_id):
-        return []
-    with db.session() as session:
-        return list(
-            session.scalars(
-                select(Evaluation.result_json)
-                .where(Evaluation.external_id == external_id)
-                .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+        return Page([], None)
+    query = select(Evaluation.created_at, Evaluation.id, Evaluation.result_json).where(
+        Evaluation.external_id == external_id
+    )
+    if cursor is not None:
+        created_at, evaluation_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Evaluation.created_at < created_at,
+                and_(Evaluation.created_at == created_at, Evaluation.id < evaluation_id),
             )
         )
+    query = query.order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit + 1)
+    with db.session() as session:
+        rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([row.result_json for row in rows], _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
+
+
+def _encode_cursor(created_at: datetime.datetime, evaluation_id: str) -> str:
+    position = json.dumps([as_utc(created_at).isoformat(), evaluation_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
+    try:
+        moment, evaluation_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        created_at = datetime.datetime.fromisoformat(moment)
+    except (ValueError, TypeError) as error:  # binascii.Error, JSON, unpacking and dates are ValueErrors
+        raise InvalidCursor("not a cursor this service handed out") from error
+    if created_at.tzinfo is None or not isinstance(evaluation_id, str) or not storable(evaluation_id):
+        raise InvalidCursor("not a cursor this service handed out")
+    return created_at, evaluation_id
 
 
 def _with_driver(url: URL) -> URL:
