@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -103,6 +104,7 @@ def serve(host: str, port: int, workers: int = 1) -> None:
         app.state.database.migrate()
     except (OperationalError, InterfaceError) as error:
         raise SystemExit(f"cannot use the database: {error.orig}") from None
+    print(f"database: {app.state.database}", file=sys.stderr)
     if workers == 1:
         uvicorn.run(app, host=host, port=port, **uvicorn_options())
         return

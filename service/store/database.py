@@ -11,6 +11,7 @@ import base64
 import datetime
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -106,6 +107,11 @@ class Database:
         # SQLite allows one writer at a time, and writers that find the file locked back off by
         # sleeping; queueing this process's writers on a lock instead keeps throughput up.
         self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
+
+    def __str__(self) -> str:
+        """Where the data is: the SQLite file, or the URL without its password."""
+        path = sqlite_file(self.url)
+        return str(path.resolve()) if path else self.url.render_as_string(hide_password=True)
 
     def session(self) -> Session:
         """A session for reading; use as ``with db.session() as session:``."""
@@ -265,11 +271,33 @@ def _with_driver(url: URL) -> URL:
     return url
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory ones."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return None if url.database.startswith("file:") else Path(url.database)
+
+
+def _make_private(path: Path) -> None:
+    """The database and its -wal and -shm files readable by their owner only (0600), in a folder
+    created 0700: they hold cases. SQLite creates -wal and -shm with the database file's mode,
+    so the file is created here, empty, before SQLite opens it; existing files are tightened."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **_ENGINE_OPTIONS)
-    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if (path := sqlite_file(url)) is not None:
+        _make_private(path)
     engine = create_engine(url, **_ENGINE_OPTIONS)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
