@@ -151,7 +151,7 @@ def _database():
     """The configured database, migrated; says on stderr which one it is, and whether it was
     just created (``./data`` is relative to the current folder unless
     COVERAGE_CRITERIA_DATA_DIR or COVERAGE_CRITERIA_DATABASE_URL says otherwise)."""
-    from service.settings import Settings
+    from service.settings import DATABASE_FILE, Settings
     from service.store.database import Database, sqlite_file
 
     settings = Settings.from_env()
@@ -160,9 +160,11 @@ def _database():
     new = path is not None and (not path.exists() or path.stat().st_size == 0)
     database.migrate()
     print(f"database: {database}", file=sys.stderr)
-    if new:
-        print(f"  (created just now; `serve` uses it when run with COVERAGE_CRITERIA_DATA_DIR={settings.data_dir} "
+    if new and path == settings.data_dir / DATABASE_FILE:
+        print(f"  (created just now; `serve` uses it when run with COVERAGE_CRITERIA_DATA_DIR={settings.data_dir}, "
               f"or from {settings.data_dir.parent} without settings)", file=sys.stderr)
+    elif new:
+        print("  (created just now)", file=sys.stderr)
     return database
 
 
