@@ -500,12 +500,14 @@ def real_server(tmp_path_factory):
     keys = [cli("keys", "create", "--role", role, env=env).stdout.decode().strip() for role in ("intake", "reviewer")]
     log = folder / "server.log"
     server, base_url = start_server(env, log)
+    new_lines(log, 0, "GET /health 200")  # start_server's polls are in the log before any test reads it
     yield base_url, keys, log
     server.terminate()
     server.wait(timeout=60)
 
 
 def new_lines(log: Path, offset: int, wait_for: str) -> list[str]:
+    """The server's log lines after ``offset``, once one of them holds ``wait_for``."""
     deadline = time.monotonic() + 20
     while True:
         lines = log.read_bytes()[offset:].decode("utf-8", "backslashreplace").splitlines()
