@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -463,6 +464,7 @@ def test_the_docs_load_every_asset_from_the_service_itself(client, page):
     remote = re.findall(r"https?://[^\s\"']+", html)
 
     assert assets and not remote
+    assert page == "/redoc" or '"validatorUrl": null' in html
     for asset in assets:
         assert asset.startswith("/") and client.get(asset).status_code == 200, asset
 
@@ -540,6 +542,23 @@ def test_a_forging_path_writes_one_escaped_line_to_the_servers_log(real_server):
 
     lines = new_lines(log, offset, "GET /x")
     assert len(lines) == 1 and FORGED_LINE not in lines and "\\x0aINFO:" in lines[0]
+
+
+def test_swagger_ui_renders_in_a_real_browser_that_cannot_reach_any_other_host(real_server):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine")
+    base_url, _, _ = real_server
+
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # every CDN unreachable
+         "--dump-dom", f"{base_url}/docs"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+
+    assert 'class="title">Coverage criteria' in dom  # Swagger UI ran and read /openapi.json
+    assert set(re.findall(r'data-path="([^"]+)"', dom)) >= {"/v1/evaluations", "/health/ready"}
 
 
 def test_the_hostile_probe_finds_nothing(real_server):

@@ -67,8 +67,10 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
             database.dispose()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the fastapi-offline
-    # package ships, never from a CDN, so the docs work offline and behind strict proxies.
-    app = FastAPIOffline(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # package ships, never from a CDN, so the docs work offline and behind strict proxies; and
+    # Swagger UI does not send the schema to its public validator.
+    app = FastAPIOffline(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None})
     # /health/ is not /health: a JSON 404 rather than a bare 307 to the other spelling.
     app.router.redirect_slashes = False
     app.state.database = database
