@@ -95,6 +95,8 @@ def test_serves_log_config_escapes_records_of_any_logger():
     assert all(handler["filters"] == ["printable"] for handler in config["handlers"].values())
     record = logging.LogRecord("anything", logging.INFO, __file__, 1, "value %s", ("a\nb",), None)
     assert SafeLogRecords().filter(record) and record.getMessage() == "value a\\x0ab"
+    uvicorns = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", (), None)
+    assert SafeLogRecords().filter(uvicorns) and uvicorns.getMessage() == "Exception in ASGI application"
 
 
 # --- 2 and 5. reading JSON -------------------------------------------------------------------

@@ -49,8 +49,8 @@ class SafeLogRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_printable", False):
             return True
-        if isinstance(record.msg, str):
-            record.msg = printable(record.msg)
+        if isinstance(record.msg, str):  # a trailing newline ends the line anyway (uvicorn writes some)
+            record.msg = printable(record.msg.rstrip("\n"))
         if isinstance(record.args, tuple):
             record.args = tuple(
                 _printable_arg(arg.partition("?")[0] if isinstance(arg, str) and arg.startswith("/") else arg)
