@@ -51,7 +51,9 @@ class Probe:
     problems: list[str] = field(default_factory=list)
 
     def send(self, name: str, method: str, path: str, *, key: str | None = None, body: bytes | None = None,
-             headers: dict[str, str] | None = None, expect: set[int] | None = None) -> httpx.Response:
+             headers: dict[str, str] | None = None, expect: set[int] | None = None,
+             names: str | None = None) -> httpx.Response:
+        """Send one request and check the answer; ``names``: a field a 422 must name."""
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if key:
             all_headers["X-API-Key"] = key
@@ -61,6 +63,8 @@ class Probe:
             request = http.build_request(method, self.base_url + path, content=body, headers=all_headers)
             response = http.send(request)
         self._check(name, response, expect)
+        if names and response.status_code == 422 and names not in [e["field"] for e in response.json()["errors"]]:
+            self.problems.append(f"{name}: the 422 does not name {names}: {response.text[:200]}")
         return response
 
     def _check(self, name: str, response: httpx.Response, expect: set[int] | None) -> None:
@@ -118,9 +122,18 @@ def run_probes(probe: Probe) -> None:
         "empty": (b"", "body"),
     }
     for name, (body, field_name) in bodies.items():
-        response = probe.send(name, "POST", "/v1/evaluations", key=intake, body=body, expect={422})
-        if response.status_code == 422 and field_name not in [e["field"] for e in response.json()["errors"]]:
-            probe.problems.append(f"{name}: 422 does not name {field_name}: {response.text[:200]}")
+        probe.send(name, "POST", "/v1/evaluations", key=intake, body=body, expect={422}, names=field_name)
+
+    for name, change, field_name in [
+        ("blank external_id", {"external_id": " "}, "external_id"),
+        ("padded external_id", {"external_id": "  X-1  "}, "external_id"),
+        ("C1 control in external_id", {"external_id": "X\u0085Y"}, "external_id"),
+        ("bidi and zero-width in external_id", {"external_id": "X-1\u202e\u200b"}, "external_id"),
+        ("basic-format service_date", {"service_date": "20261201"}, "service_date"),
+        ("week-date service_date", {"service_date": "2026-W48-2"}, "service_date"),
+    ]:
+        probe.send(name, "POST", "/v1/evaluations", key=intake, body=json.dumps({**probe.case, **change}).encode(),
+                   expect={422}, names=field_name)
 
     # Just under the default 1 MiB body limit: ~90,000 unknown fields, each an error.
     unknown = {"external_id": "AMPLIFY", **{f"f{i}": 0 for i in range(90_000)}}
@@ -131,7 +144,7 @@ def run_probes(probe: Probe) -> None:
 
     for name, value in {"control character": "a\x01b", "too long": "k" * 256, "space": "a b"}.items():
         probe.send(f"Idempotency-Key {name}", "POST", "/v1/evaluations", key=intake, body=case_bytes,
-                   headers={"Idempotency-Key": value}, expect={422})
+                   headers={"Idempotency-Key": value}, expect={422}, names="headers.idempotency-key")
     probe.send("text/plain body", "POST", "/v1/evaluations", key=intake, body=case_bytes,
                headers={"Content-Type": "text/plain"}, expect={422})
 
@@ -150,7 +163,8 @@ def run_probes(probe: Probe) -> None:
         "limit 0": "limit=0", "limit 501": "limit=501", "limit text": "limit=many",
         "forged cursor": "cursor=AAAA", "cursor with NUL": "cursor=%00", "cursor not base64": "cursor=%E2%80%AE",
     }.items():
-        probe.send(name, "GET", f"/v1/evaluations?external_id={external_id}&{query}", key=reviewer, expect={422})
+        probe.send(name, "GET", f"/v1/evaluations?external_id={external_id}&{query}", key=reviewer, expect={422},
+                   names=f"query.{query.split('=')[0]}")
     probe.send("external_id with NUL", "GET", "/v1/evaluations?external_id=%00", key=reviewer, expect={200, 422})
 
     for path in ("/health/", "/v1/policies/", "/v1/evaluations/"):
