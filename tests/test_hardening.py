@@ -340,11 +340,12 @@ def test_the_idempotency_record_is_stored_in_the_evaluations_transaction(databas
 
     key_id, _ = create_key(database, "intake")
     claim = IdempotencyClaim(key_id, "k", "0" * 64)
-    evaluate_and_store(evaluator, database, full_case, key_id, claim)
+    first = evaluate_and_store(evaluator, database, full_case, key_id, claim)
 
-    with pytest.raises(Exception):  # the record's primary key is taken: the evaluation rolls back too
-        evaluate_and_store(evaluator, database, full_case, key_id, claim)
-    assert stored_count(database) == 1
+    # The key is taken: the second evaluation is not stored either, and no error breaks the transaction.
+    assert evaluate_and_store(evaluator, database, full_case, key_id, claim) is None
+    assert stored_count(database) == stored_count(database, IdempotencyRecord) == 1
+    assert claim.previous(database).evaluation_id == first[0]
 
 
 # --- 11. paging ------------------------------------------------------------------------------

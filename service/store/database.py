@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     and_,
     create_engine,
+    delete,
     event,
     insert,
     or_,
@@ -182,10 +183,10 @@ def save_evaluation(
     case_json: str,
     result_json: str,
     idempotency: IdempotencyClaim | None = None,
-) -> None:
-    """Store an evaluation; when this returns, the row is committed. With ``idempotency`` its
-    Idempotency-Key is recorded in the same transaction: both are stored or neither (an
-    IntegrityError when another request has just claimed the key)."""
+) -> bool:
+    """Store an evaluation; when this returns True, the row is committed. With ``idempotency``
+    its Idempotency-Key is recorded in the same transaction, and both are stored or neither:
+    False, nothing stored, when another request has claimed the key first."""
     row = {
         "id": evaluation_id,
         "external_id": external_id,
@@ -198,8 +199,10 @@ def save_evaluation(
     }
     with db.write() as connection:
         connection.execute(insert(Evaluation), row)
-        if idempotency is not None:
-            idempotency.record(connection, evaluation_id, row["created_at"])
+        if idempotency is not None and not idempotency.record(connection, evaluation_id, row["created_at"]):
+            connection.execute(delete(Evaluation).where(Evaluation.id == evaluation_id))
+            return False
+    return True
 
 
 def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:

@@ -16,7 +16,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, ForeignKey, String, delete, insert, select
+from sqlalchemy import DateTime, ForeignKey, String, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,22 +82,27 @@ class IdempotencyClaim:
             return None
         return Previous(row.id, row.result_json, row.request_sha256 == self.request_sha256)
 
-    def record(self, connection: Connection, evaluation_id: str, created_at: datetime.datetime) -> None:
-        """Record this key for ``evaluation_id``, inside the caller's transaction; a record of the
-        same key older than 24 h is replaced, a newer one raises IntegrityError."""
+    def record(self, connection: Connection, evaluation_id: str, created_at: datetime.datetime) -> bool:
+        """Record this key for ``evaluation_id`` inside the caller's transaction; False, changing
+        nothing, when a request with the same key was recorded first (within 24 h: an older record
+        is replaced). No error is raised, so a transaction shared with other work goes on."""
         connection.execute(
             delete(IdempotencyRecord).where(*self._identity(), IdempotencyRecord.created_at < created_at - KEPT)
         )
-        connection.execute(
-            insert(IdempotencyRecord),
-            {
-                "key_id": self.key_id,
-                "idempotency_key": self.idempotency_key,
-                "request_sha256": self.request_sha256,
-                "evaluation_id": evaluation_id,
-                "created_at": created_at,
-            },
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        recorded = connection.execute(
+            insert(IdempotencyRecord)
+            .values(
+                key_id=self.key_id,
+                idempotency_key=self.idempotency_key,
+                request_sha256=self.request_sha256,
+                evaluation_id=evaluation_id,
+                created_at=created_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.evaluation_id)  # a row when recorded (rowcount is not reliable here)
         )
+        return recorded.first() is not None
 
     def _identity(self):
         return IdempotencyRecord.key_id == self.key_id, IdempotencyRecord.idempotency_key == self.idempotency_key

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import pydantic_core
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.exc import IntegrityError
 
 from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
@@ -83,14 +82,10 @@ async def create_evaluation(
     if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
         return _answer_again(request, previous)
     payload = parse_json_body(request.headers.get("content-type"), body)
-    try:
-        evaluation_id, result_json = await run_in_threadpool(evaluate_and_store, evaluator, db, payload, key.id, claim)
-    except IntegrityError:
-        # A request with the same Idempotency-Key was stored first, and this one was rolled back.
-        if claim is None or not (previous := await run_in_threadpool(claim.previous, db)):
-            raise
-        return _answer_again(request, previous)
-    return _created(request, evaluation_id, result_json)
+    stored = await run_in_threadpool(evaluate_and_store, evaluator, db, payload, key.id, claim)
+    if stored is None:  # a request with the same Idempotency-Key was stored first
+        return _answer_again(request, await run_in_threadpool(claim.previous, db))
+    return _created(request, *stored)
 
 
 def _created(request: Request, evaluation_id: str, result_json: str, replayed: bool = False) -> Response:
@@ -163,12 +158,14 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
 
 def evaluate_and_store(
     evaluator: Evaluator, db: Database, payload: Any, key_id: str, idempotency: IdempotencyClaim | None = None
-) -> tuple[str, str]:
-    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
+) -> tuple[str, str] | None:
+    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
+    The evaluation's id and result JSON; None, nothing stored, when another request claimed the
+    same Idempotency-Key first."""
     result = evaluator.evaluate(payload)
     # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
     result_json = pydantic_core.to_json(result).decode()
-    save_evaluation(
+    stored = save_evaluation(
         db,
         evaluation_id=result["evaluation_id"],
         external_id=result["external_id"],
@@ -179,7 +176,7 @@ def evaluate_and_store(
         result_json=result_json,
         idempotency=idempotency,
     )
-    return result["evaluation_id"], result_json
+    return (result["evaluation_id"], result_json) if stored else None
 
 
 def _dumps(value: Any) -> str:
