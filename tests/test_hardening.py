@@ -577,3 +577,18 @@ def test_the_hostile_probe_finds_nothing(real_server):
     assert report["problems"] == [], report
     assert report["requests"] >= 30
     assert result.returncode == 0
+
+
+# --- 18. the documentation lives in the repository ------------------------------------------
+
+
+def test_the_api_documentation_is_in_the_repository_and_covers_every_endpoint(client):
+    docs = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert "docs/api.md" in readme and "shared/contract.md" not in readme
+    missing = [path for path in paths if path.split("{")[0].rstrip("/") not in docs]
+    assert missing == []
+    for name in ("Idempotency-Key", "next_cursor", "error_count", "Cache-Control: no-store", "/health/ready"):
+        assert name in docs
