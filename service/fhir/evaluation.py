@@ -7,12 +7,20 @@ by the FHIRPath of the element it was read from, not by its case path alone.
 from __future__ import annotations
 
 import datetime
+import json
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from service.errors import InvalidInput
 from service.fhir.intake import BundleCase, case_from_bundle, cite
-from service.fhir.outcome import Issue, OperationOutcomeError
+from service.fhir.outcome import FHIR_JSON, Issue, OperationOutcomeError
+
+
+def fhir_response(resource: dict[str, Any], status: int = 200) -> Any:
+    from fastapi import Response
+
+    return Response(json.dumps(resource, ensure_ascii=False), status_code=status, media_type=FHIR_JSON,
+                    headers={"Cache-Control": "no-store"})
 
 
 def dictionary_of(evaluator: Any) -> Any:

@@ -13,10 +13,11 @@ from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, Revie
 from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
-from service.fhir.evaluation import outcome_errors, read_bundle
+from service.fhir.evaluation import dictionary_of, fhir_response, outcome_errors, read_bundle
 from service.fhir.intake import cite
 from service.fhir.outcome import FHIR_JSON
 from service.fhir.parse import read_json
+from service.fhir.questionnaire import for_evaluation
 from service.store.database import (
     Database,
     get_evaluation_result,
@@ -88,6 +89,20 @@ def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Resp
     if result_json is None:
         raise HTTPException(404, detail="No evaluation with this id.")
     return Response(result_json, media_type=_JSON)
+
+
+@router.get(
+    "/{evaluation_id}/questionnaire",
+    summary="An SDC Questionnaire (FHIR R4) asking only for the fields this evaluation is missing",
+    responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
+)
+def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: IntakeKey, db: DatabaseDep,
+                                 evaluator: EvaluatorDep) -> Response:
+    result_json = get_evaluation_result(db, evaluation_id)
+    if result_json is None:
+        raise HTTPException(404, detail="No evaluation with this id.")
+    url = str(request.url.replace(query=None))
+    return fhir_response(for_evaluation(dictionary_of(evaluator), json.loads(result_json), url))
 
 
 @router.get(
