@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from fhir_support import (
-    ICD10, ODI_ITEMS, SNOMED, bmi, bundle, clinical, condition, dictionary_for, example_bundle, example_case,
+    ICD10, ODI_ITEMS, SNOMED, bmi, bundle, clinical, condition, example_bundle, example_case,
     nrs, observation, odi_response, order, patient, procedure, quantity, response,
 )
 from service.fhir.evaluation import evaluate_bundle, read_bundle
@@ -19,7 +19,7 @@ DAY = datetime.date(2026, 12, 1)
 
 @pytest.fixture(scope="module")
 def dictionary(evaluator):
-    return dictionary_for(evaluator)
+    return evaluator.dictionary
 
 
 def read(dictionary, *resources, day=DAY):

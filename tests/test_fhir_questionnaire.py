@@ -8,17 +8,12 @@ import json
 import pytest
 
 from fhir_support import (
-    bmi, bundle, condition, dictionary_for, example_bundle, nrs, odi_response, order, patient, procedure,
+    bmi, bundle, condition, example_bundle, nrs, odi_response, order, patient, procedure,
 )
 from service.fhir.parse import Located, validation_issues
 
 FHIR = {"Content-Type": "application/fhir+json"}
 POLICY_ID = "isass-2023-restorative-neurostimulation"
-
-
-@pytest.fixture(autouse=True)
-def _dictionary(evaluator):
-    dictionary_for(evaluator)
 
 
 def items(questionnaire):

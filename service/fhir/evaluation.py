@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from service.errors import InvalidInput
-from service.fhir.intake import BundleCase, case_from_bundle, cite
+from service.fhir.intake import BundleCase, case_from_bundle
 from service.fhir.outcome import FHIR_JSON, Issue, OperationOutcomeError
 
 
@@ -24,7 +24,7 @@ def fhir_response(resource: dict[str, Any], status: int = 200) -> Any:
 
 
 def dictionary_of(evaluator: Any) -> Any:
-    return evaluator.catalog.dictionary
+    return evaluator.dictionary
 
 
 def read_bundle(evaluator: Any, bundle: Any, *, external_id: str | None = None, policy: str | None = None,
@@ -37,8 +37,8 @@ def evaluate_bundle(evaluator: Any, bundle: Any, **query: Any) -> tuple[BundleCa
     """The case a Bundle documents, and its result (evidence read from FHIR cites its resource)."""
     read = read_bundle(evaluator, bundle, **query)
     with outcome_errors(read):
-        result = evaluator.evaluate(read.case)
-    return read, cite(result, read.fhir.provenance)
+        result = evaluator.evaluate(read.case, provenance=read.fhir.provenance)
+    return read, result
 
 
 @contextmanager

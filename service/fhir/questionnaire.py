@@ -41,7 +41,6 @@ def questionnaire(dictionary: Any, paths: Iterable[str], *, url: str, title: str
             items.extend(members)
             continue
         label = sections.get(section)
-        label = getattr(label, "label", None) or (label.get("label") if isinstance(label, dict) else None)
         items.append({"linkId": section, "text": label or section.replace("_", " ").capitalize(),
                       "type": "group", "item": members})
     resource: dict[str, Any] = {"resourceType": "Questionnaire"}

@@ -14,7 +14,6 @@ from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
 from service.fhir.evaluation import dictionary_of, fhir_response, outcome_errors, read_bundle
-from service.fhir.intake import cite
 from service.fhir.outcome import FHIR_JSON
 from service.fhir.parse import read_json
 from service.fhir.questionnaire import for_evaluation
@@ -150,9 +149,7 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
 def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str,
                        provenance: dict[str, Any] | None = None) -> tuple[str, str]:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
-    result = evaluator.evaluate(payload)
-    if provenance:
-        cite(result, provenance)
+    result = evaluator.evaluate(payload, provenance=provenance)
     # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
     result_json = pydantic_core.to_json(result).decode()
     save_evaluation(
