@@ -36,7 +36,16 @@ _JSON = "application/json"
 _CASE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Case"}}},
+        "content": {
+            _JSON: {"schema": {"$ref": "#/components/schemas/Case"}},
+            # docs/fhir.md: a FHIR R4 Bundle; query parameters external_id, policy, service_date
+            FHIR_JSON: {"schema": {
+                "type": "object", "required": ["resourceType"],
+                "properties": {"resourceType": {"const": "Bundle"}, "type": {"type": "string"},
+                               "identifier": {"type": "object", "properties": {"value": {"type": "string"}}},
+                               "entry": {"type": "array", "items": {"type": "object"}}},
+            }},
+        },
     }
 }
 _EVALUATION_LIST_SCHEMA = {
@@ -56,8 +65,11 @@ _EVALUATION_LIST_SCHEMA = {
     response_description="The result (see the contract); also served by GET /v1/evaluations/{id}",
     responses={
         201: {"content": {_JSON: {"schema": {"type": "object"}}}},
+        400: {"description": "A FHIR request whose body is not JSON (an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
         413: {"model": ErrorResponse},
-        422: {"model": InvalidRequestResponse},
+        422: {"model": InvalidRequestResponse, "description": "Invalid case (a FHIR request: an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
     },
 )
 async def create_evaluation(
