@@ -220,3 +220,14 @@ def test_the_cli_evaluates_a_bundle_and_answers_an_invalid_one_with_an_outcome(t
     outcome = json.loads(done.stderr)
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["expression"] == ["Bundle.entry[0].resource.value.ofType(integer)"]
+
+
+def test_a_resource_about_another_patient_is_refused(evaluator, dictionary):
+    other = nrs(7)
+    other["subject"] = {"reference": "http://ehr.example/fhir/Patient/someone-else"}
+    with pytest.raises(OperationOutcomeError) as error:
+        read_bundle(evaluator, bundle(patient(rid="pat-1"), other))
+    assert error.value.issues[0].expression == "Bundle.entry[1].resource.subject.reference"
+    same = nrs(7)
+    same["subject"] = {"reference": "http://ehr.example/fhir/Patient/pat-1"}
+    assert read_bundle(evaluator, bundle(patient(rid="pat-1"), same)).case["low_back_pain"] == {"nrs": 7}

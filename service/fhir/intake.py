@@ -11,6 +11,7 @@ resource for a field leaves it out of the case: unknown, never false.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -20,6 +21,7 @@ from service.fhir.readers import Context, Found, answers, maybe_read, moment, re
 from service.fhir.sources import Source, parse_sources
 
 _ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 @dataclass
@@ -66,6 +68,7 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
     read_items = [item for item in items
                   if any(relevant(s, item) for group in sources.values() for s in group)]
     validate(_unique(read_items + responses + questionnaires))
+    _same_patient(patients[0] if patients else None, read_items + responses)
 
     context = Context(service_date, {q.resource["url"]: q.resource for q in questionnaires})
     found: dict[str, list[Found]] = {}
@@ -101,6 +104,24 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
         else:
             case.payload[path] = value
     return case
+
+
+def _same_patient(patient: Located | None, items: list[Located]) -> None:
+    """Refuse resources about another patient than the request's Patient (``Patient/<id>`` references)."""
+    patient_id = patient.resource.get("id") if patient is not None else None
+    if not patient_id:
+        return
+    issues = []
+    for item in items:
+        for element in ("subject", "patient"):
+            reference = item.resource.get(element)
+            text = reference.get("reference") if isinstance(reference, dict) else None
+            match = _PATIENT_REFERENCE.search(text) if isinstance(text, str) else None
+            if match and match.group(1) != patient_id:
+                issues.append(Issue("business-rule", f"{item.reference} is about Patient/{match.group(1)}, not the "
+                                    f"request's Patient/{patient_id}.", f"{item.path}.{element}.reference"))
+    if issues:
+        raise OperationOutcomeError(issues)
 
 
 def _unique(items: list[Located]) -> list[Located]:
