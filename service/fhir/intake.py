@@ -138,20 +138,27 @@ class BundleCase:
 
 
 def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = None, policy: str | None = None,
-                     service_date: str | None = None, today: datetime.date | None = None) -> BundleCase:
+                     service_date: str | None = None, today: datetime.date | None = None,
+                     base: dict[str, Any] | None = None) -> BundleCase:
     """The case a Bundle documents. ``external_id`` defaults to ``Bundle.identifier.value`` (an
     OperationOutcome when neither exists), ``service_date`` (YYYY-MM-DD) to the occurrence date of
-    the Bundle's service or device request, else ``today``."""
+    the Bundle's service or device request, else ``today``. With ``base`` (the stored case of the
+    evaluation whose questionnaire the Bundle answers), the Bundle's values complete that case:
+    its own values win, and the base gives the external_id, policy and service date it lacks."""
     items = bundle_entries(bundle)
+    base = base or {}
     expressions: dict[str, str] = {}
     if external_id is None:
         identifier = bundle.get("identifier")
         external_id = identifier.get("value") if isinstance(identifier, dict) else None
+        if external_id is not None:
+            expressions["external_id"] = "Bundle.identifier.value"
+        else:
+            external_id = base.get("external_id")
         if external_id is None:
             raise OperationOutcomeError.one(
                 "required", "external_id is needed: give Bundle.identifier.value or the external_id query parameter.",
                 "Bundle.identifier.value")
-        expressions["external_id"] = "Bundle.identifier.value"
     day: datetime.date | None = None
     if service_date is not None:
         parsed = moment(service_date) if len(service_date) == 10 else None
@@ -162,13 +169,34 @@ def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = 
         found = _order_date(items)
         if found is not None:
             day, expressions["service_date"] = found
+        elif isinstance(base.get("service_date"), str):
+            day = datetime.date.fromisoformat(base["service_date"])
     day = day or today or datetime.date.today()
     fhir = case_from_located(items, dictionary, day)
     fhir.expressions.update(expressions)
-    case: dict[str, Any] = {"external_id": external_id, "service_date": day.isoformat(), **fhir.payload}
+    case: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in fhir.payload.items():
+        case[key] = {**case[key], **value} if isinstance(value, dict) and isinstance(case.get(key), dict) else value
+    case.update(external_id=external_id, service_date=day.isoformat())
     if policy is not None:
         case["policy"] = policy
     return BundleCase(case, fhir)
+
+
+_EVALUATION_QUESTIONNAIRE = re.compile(r"/v1/evaluations/([^/|]+)/questionnaire(?:\|[^/]*)?$")
+
+
+def continued_evaluation(bundle: Any) -> str | None:
+    """The evaluation whose questionnaire a QuestionnaireResponse of the Bundle answers, if any."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "QuestionnaireResponse" \
+                and isinstance(resource.get("questionnaire"), str) and maybe_read(resource):
+            match = _EVALUATION_QUESTIONNAIRE.search(resource["questionnaire"])
+            if match:
+                return match.group(1)
+    return None
 
 
 def _order_date(items: list[Located]) -> tuple[datetime.date, str] | None:
