@@ -137,3 +137,11 @@ def test_answers_alone_complete_the_evaluation_whose_questionnaire_they_answer(c
     answers["questionnaire"] = questionnaire["url"].replace(first["evaluation_id"], "no-such-evaluation")
     refused = client.post("/v1/evaluations", content=json.dumps(bundle(answers)), headers={**FHIR, **key})
     assert refused.status_code == 422 and refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_complete_evaluation_has_a_questionnaire_without_items(client, intake_key):
+    key = {"X-API-Key": intake_key}
+    done = client.post("/v1/evaluations", content=json.dumps(example_bundle()), headers={**FHIR, **key}).json()
+    assert done["missing_information"] == []
+    questionnaire = client.get(f"/v1/evaluations/{done['evaluation_id']}/questionnaire", headers=key).json()
+    assert "item" not in questionnaire and not validation_issues(Located(questionnaire, "Questionnaire"))
