@@ -231,3 +231,13 @@ def test_a_resource_about_another_patient_is_refused(evaluator, dictionary):
     same = nrs(7)
     same["subject"] = {"reference": "http://ehr.example/fhir/Patient/pat-1"}
     assert read_bundle(evaluator, bundle(patient(rid="pat-1"), same)).case["low_back_pain"] == {"nrs": 7}
+
+
+def test_an_outcome_lists_at_most_100_issues_and_says_how_many_in_all():
+    from service.fhir.outcome import Issue, operation_outcome
+    from service.fhir.parse import Located, validation_issues
+
+    outcome = operation_outcome([Issue("value", f"bad {i}", f"Bundle.entry[{i}].resource") for i in range(130)])
+    assert len(outcome["issue"]) == 101
+    assert outcome["issue"][-1]["diagnostics"] == "130 issues in all; the first 100 are listed."
+    assert not validation_issues(Located(outcome, "OperationOutcome"))
