@@ -241,3 +241,12 @@ def test_an_outcome_lists_at_most_100_issues_and_says_how_many_in_all():
     assert len(outcome["issue"]) == 101
     assert outcome["issue"][-1]["diagnostics"] == "130 issues in all; the first 100 are listed."
     assert not validation_issues(Located(outcome, "OperationOutcome"))
+
+
+def test_an_outcome_from_tuples_severity_code_expression_diagnostics():
+    from service.fhir.outcome import operation_outcome
+
+    assert operation_outcome([("error", "required", "Bundle.entry[0].resource.status", "status is required")]) == {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "required", "diagnostics": "status is required",
+                   "expression": ["Bundle.entry[0].resource.status"]}]}
