@@ -56,6 +56,7 @@ def case_from_resources(resources: Iterable[dict[str, Any]], dictionary: Any, *,
 
 
 def case_from_located(items: list[Located], dictionary: Any, service_date: datetime.date) -> FhirCase:
+    """Validate the resources the dictionary's sources read, read every value, keep the latest."""
     fields = dictionary.fields
     sources = field_sources(dictionary)
     patients = [item for item in items if item.type == "Patient"]
