@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from service.policy.rules import (
     OPERATORS,
@@ -29,7 +29,7 @@ from service.policy.rules import (
 )
 from service.policy.fields import Dictionary, DictionaryError, FieldSpec, load_dictionary
 
-Fields = Callable[[str], "FieldSpec | None"]  # a field's path -> its dictionary entry
+Fields = Callable[[str], "FieldSpec"]  # a field's path -> its dictionary entry
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,6 @@ class Change:
         return asdict(self)
 
 
-def _value_words(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(_value_words(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).replace("_", " ")
-
-
 def _operator_words(operator: str) -> str:
     if operator == "equals":
         return "is"
@@ -61,14 +51,9 @@ def _operator_words(operator: str) -> str:
     return f"is {words}" if operator in ("not_equals", "one_of", "none_of") else words
 
 
-def _words(spec: FieldSpec | None, value: Any) -> str:
-    return spec.words(value) if spec else _value_words(value)
-
-
 def comparison_words(node: Comparison, fields: Fields) -> str:
     spec = fields(node.field)
-    label = spec.label if spec else node.field
-    return f"{label} {_operator_words(node.operator)} {_words(spec, node.value)}"
+    return f"{spec.label} {_operator_words(node.operator)} {spec.words(node.value)}"
 
 
 def logic_words(expr: Expr, fields: Fields) -> str:
@@ -121,7 +106,7 @@ def _rule_changes(policy: str, item: str, old: Rule, new: Rule, fields: Fields) 
             for before, after in zip(_comparisons(old.logic), _comparisons(new.logic)):
                 if before.value != after.value:
                     add("threshold", f"{comparison_words(before, fields)} becomes "
-                                     f"{_operator_words(after.operator)} {_words(fields(after.field), after.value)}")
+                                     f"{_operator_words(after.operator)} {fields(after.field).words(after.value)}")
         else:
             add("logic", f"{item} {'met' if item == 'criterion' else 'present'} when "
                          f"{logic_words(old.logic, fields)}; now when {logic_words(new.logic, fields)}")
@@ -195,8 +180,8 @@ def load_versions(path: Path) -> tuple[dict[str, PolicyVersion], Dictionary]:
 def diff_paths(old_path: Path, new_path: Path) -> list[Change]:
     (old, old_fields), (new, new_fields) = load_versions(old_path), load_versions(new_path)
 
-    def fields(path: str) -> FieldSpec | None:  # a field both sides know reads as the new side says
-        return new_fields.get(path) or old_fields.get(path)
+    def fields(path: str) -> FieldSpec:  # each side's fields are in its dictionary (checked at load)
+        return new_fields.get(path) or old_fields[path]
 
     if len(old) == 1 and len(new) == 1:  # two versions, whatever their ids (a payer's copy too)
         return diff_versions(next(iter(old.values())), next(iter(new.values())), fields)
