@@ -9,21 +9,16 @@ ROOT = Path(__file__).resolve().parent.parent
 ISASS = "isass-2023-restorative-neurostimulation"
 
 
-def candidate(root: Path, replacements: dict[str, str], *, policy: str = ISASS, version: str = "1.1.0",
-              effective_from: str | None = None) -> Path:
-    """``root`` as a rules folder holding ``policy`` as ``version`` only (plus the bundled
-    ``fields.yaml`` when there is one), its policy.yaml edited by plain text replacements, each of
-    which must apply."""
+def candidate(root: Path, replacements: dict[str, str], *, policy: str = ISASS, version: str = "1.1.0") -> Path:
+    """``root`` as a rules folder holding the bundled ``fields.yaml`` and ``policy`` as ``version``
+    only, its policy.yaml edited by plain text replacements, each of which must apply."""
     source = ROOT / "rules" / policy
     newest = sorted(p for p in source.iterdir() if p.is_dir())[-1]
     folder = root / policy / version
     shutil.copytree(newest, folder)
-    if (ROOT / "rules" / "fields.yaml").exists():
-        shutil.copy(ROOT / "rules" / "fields.yaml", root / "fields.yaml")
+    shutil.copy(ROOT / "rules" / "fields.yaml", root / "fields.yaml")
     path = folder / "policy.yaml"
     text = path.read_text(encoding="utf-8").replace(f'version: "{newest.name}"', f'version: "{version}"')
-    if effective_from:
-        text = text.replace("effective_from: ", f"effective_from: {effective_from}\n#was: ", 1)
     for old, new in replacements.items():
         assert old in text, f"{old!r} is not in {path}"
         text = text.replace(old, new)
