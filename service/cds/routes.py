@@ -1,0 +1,147 @@
+"""CDS Hooks endpoints: discovery, the hooks, feedback (docs/cds-hooks.md)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.cds import discovery, hooks
+from service.cds.auth import ClientRegistry, Unauthorized, expiry
+from service.cds.store import client_key, remember_token_id, save_feedback
+from service.errors import field_path
+from service.settings import Settings
+
+logger = logging.getLogger("service.cds")
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
+_FHIR_JSON = "application/fhir+json"
+
+
+@dataclass
+class CdsConfig:
+    clients: ClientRegistry
+    public_url: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CdsConfig:
+        return cls(ClientRegistry.from_file(settings.cds_clients_file), settings.public_url)
+
+
+def _config(request: Request) -> CdsConfig:
+    return request.app.state.cds
+
+
+async def cds_client(request: Request) -> str:
+    """The api_keys id of the CDS client whose JWT this call carries; 401 otherwise."""
+    config = _config(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("A JWT is required: Authorization: Bearer <JWT>.")
+        if config.public_url is None:
+            raise Unauthorized("CDS Hooks is not set up on this service (COVERAGE_CRITERIA_PUBLIC_URL).")
+        claims = config.clients.verify(token.strip(), audience=config.public_url + request.url.path)
+        database = request.app.state.database
+        if not await run_in_threadpool(remember_token_id, database, claims["iss"], claims["jti"], expiry(claims)):
+            raise Unauthorized("This token (its jti) has been used before.")
+        key_id = await run_in_threadpool(client_key, database, claims["iss"])
+        if key_id is None:
+            raise Unauthorized("This client's key has been revoked.")
+    except Unauthorized as refusal:
+        raise HTTPException(401, detail=str(refusal), headers={"WWW-Authenticate": "Bearer"}) from None
+    request.state.key_id = key_id
+    return key_id
+
+
+CdsClient = Annotated[str, Depends(cds_client)]
+
+
+def _service(request: Request, service_id: str) -> discovery.Service:
+    found = discovery.services(request.app.state.evaluator.catalog).get(service_id)
+    if found is None:
+        raise HTTPException(404, detail="No CDS service with this id.")
+    return found
+
+
+@router.get("", summary="CDS Hooks discovery: the services, their prefetch templates and CRD options")
+async def discover(request: Request) -> dict[str, Any]:
+    return discovery.discovery_document(request.app.state.evaluator.catalog)
+
+
+@router.post(
+    "/{service_id}",
+    summary="A CDS Hooks call (order-sign, order-select); answers with Da Vinci CRD coverage information",
+)
+async def call_service(service_id: str, request: Request, key_id: CdsClient) -> JSONResponse:
+    service = _service(request, service_id)
+    try:
+        body = json.loads(await request.body())
+        parsed = hooks.parse_request(body)
+        answer = await hooks.answer(parsed, service, key_id, _hook_context(request))
+    except ValueError as error:  # JSON
+        return _outcome(400, hooks.operation_outcome([(f"The body is not JSON: {error}", None, "structure")]))
+    except RecursionError:
+        return _outcome(400, hooks.operation_outcome([("The body is nested too deeply.", None, "structure")]))
+    except hooks.HookError as error:
+        return _outcome(error.status, error.outcome)
+    return JSONResponse(answer.body, status_code=answer.status, headers={"Cache-Control": "no-store"})
+
+
+def _outcome(status: int, outcome: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(outcome, status_code=status, media_type=_FHIR_JSON, headers={"Cache-Control": "no-store"})
+
+
+def _hook_context(request: Request) -> hooks.HookContext:
+    from service.api.routers.evaluations import evaluate_and_store
+    from service.fhir.intake import case_from_resources
+
+    app = request.app
+    evaluator, database = app.state.evaluator, app.state.database
+
+    def store(payload: dict[str, Any], key_id: str, provenance: Any) -> tuple[str, dict[str, Any]]:
+        evaluation_id, result_json = evaluate_and_store(evaluator, database, payload, key_id)
+        return evaluation_id, json.loads(result_json)
+
+    def map_case(resources: list[dict[str, Any]], day: datetime.date) -> tuple[dict[str, Any], Any]:
+        mapped = case_from_resources(resources, evaluator.catalog.dictionary, service_date=day)
+        return mapped.payload, mapped.provenance
+
+    return hooks.HookContext(
+        public_url=_config(request).public_url or "",
+        evaluate_and_store=store,
+        map_case=map_case,
+        run_sync=run_in_threadpool,
+    )
+
+
+class _Feedback(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    card: str = Field(min_length=1, max_length=200)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[dict[str, Any]] | None = None
+    overrideReason: dict[str, Any] | None = None
+    outcomeTimestamp: str = Field(min_length=1, max_length=64)
+
+
+class _FeedbackBody(BaseModel):
+    feedback: list[_Feedback] = Field(min_length=1, max_length=100)
+
+
+@router.post("/{service_id}/feedback", summary="CDS Hooks feedback on this service's cards, stored")
+async def feedback(service_id: str, request: Request, key_id: CdsClient) -> JSONResponse:
+    service = _service(request, service_id)
+    try:
+        parsed = _FeedbackBody.model_validate_json(await request.body())
+    except ValidationError as error:
+        issues = [(e["msg"], field_path(e["loc"]), "structure") for e in error.errors(include_url=False)]
+        return _outcome(400, hooks.operation_outcome(issues))
+    items = [item.model_dump(exclude_none=True) for item in parsed.feedback]
+    await run_in_threadpool(save_feedback, request.app.state.database, service.id, key_id, items)
+    return JSONResponse({}, status_code=200)
