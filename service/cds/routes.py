@@ -100,7 +100,6 @@ def _outcome(status: int, outcome: dict[str, Any]) -> JSONResponse:
 
 def _hook_context(request: Request) -> hooks.HookContext:
     from service.api.routers.evaluations import evaluate_and_store
-    from service.fhir.intake import case_from_resources
 
     app = request.app
     evaluator, database = app.state.evaluator, app.state.database
@@ -110,6 +109,8 @@ def _hook_context(request: Request) -> hooks.HookContext:
         return evaluation_id, json.loads(result_json)
 
     def map_case(resources: list[dict[str, Any]], day: datetime.date) -> tuple[dict[str, Any], Any]:
+        from service.fhir.intake import case_from_resources
+
         mapped = case_from_resources(resources, evaluator.catalog.dictionary, service_date=day)
         return mapped.payload, mapped.provenance
 
