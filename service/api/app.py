@@ -20,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 
 from service.errors import InvalidInput, field_path
 from service.engine.evaluation import Evaluator
+from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 from service.store.keys import ROLES
 from service.api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, drop_query_strings
 from service.api.ratelimit import RateLimiter
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.state.cds = cds.CdsConfig.from_settings(settings)
     app.include_router(cds.router)
     app.add_exception_handler(InvalidInput, _invalid_input)
+    app.add_exception_handler(OperationOutcomeError, _operation_outcome)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
@@ -117,6 +119,10 @@ def uvicorn_options() -> dict[str, Any]:
 
 async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=422)
+
+
+async def _operation_outcome(_request: Request, error: OperationOutcomeError) -> JSONResponse:
+    return JSONResponse(error.to_resource(), status_code=error.status, media_type=FHIR_JSON)
 
 
 async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -13,6 +13,10 @@ from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, Revie
 from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
+from service.fhir.evaluation import outcome_errors, read_bundle
+from service.fhir.intake import cite
+from service.fhir.outcome import FHIR_JSON
+from service.fhir.parse import read_json
 from service.store.database import (
     Database,
     get_evaluation_result,
@@ -59,8 +63,13 @@ _EVALUATION_LIST_SCHEMA = {
 async def create_evaluation(
     request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep
 ) -> Response:
-    payload = parse_json_body(request.headers.get("content-type"), await request.body())
-    evaluation_id, result_json = await run_in_threadpool(evaluate_and_store, evaluator, db, payload, key.id)
+    content_type = request.headers.get("content-type")
+    if _media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
+        query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
+        work = (evaluate_bundle_and_store, evaluator, db, await request.body(), key.id, query)
+    else:
+        work = (evaluate_and_store, evaluator, db, parse_json_body(content_type, await request.body()), key.id)
+    evaluation_id, result_json = await run_in_threadpool(*work)
     return Response(
         result_json,
         status_code=201,
@@ -98,8 +107,12 @@ def list_evaluations(
     return Response(body, media_type=_JSON)
 
 
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def parse_json_body(content_type: str | None, body: bytes) -> Any:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(content_type)
     if media_type != _JSON and not media_type.endswith("+json"):
         raise InvalidInput.one(
             "headers.content-type", "The case must be sent as application/json.", "content_type"
@@ -110,9 +123,21 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
         raise InvalidInput.one("body", f"The body is not valid JSON: {error}", "json_invalid") from None
 
 
-def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, str]:
+def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
+                              query: dict[str, str | None]) -> tuple[str, str]:
+    """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
+    evaluated again (``rules impact``) without FHIR."""
+    read = read_bundle(evaluator, read_json(body), **query)
+    with outcome_errors(read):
+        return evaluate_and_store(evaluator, db, read.case, key_id, read.fhir.provenance)
+
+
+def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str,
+                       provenance: dict[str, Any] | None = None) -> tuple[str, str]:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
     result = evaluator.evaluate(payload)
+    if provenance:
+        cite(result, provenance)
     # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
     result_json = pydantic_core.to_json(result).decode()
     save_evaluation(

@@ -1,0 +1,46 @@
+"""Evaluate a FHIR Bundle: read the case, then evaluate it as any case; the API and the CLI share it.
+
+Errors come back as an OperationOutcome: a case field the engine refuses (an NRS of 15) is named
+by the FHIRPath of the element it was read from, not by its case path alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from service.errors import InvalidInput
+from service.fhir.intake import BundleCase, case_from_bundle, cite
+from service.fhir.outcome import Issue, OperationOutcomeError
+
+
+def dictionary_of(evaluator: Any) -> Any:
+    return evaluator.catalog.dictionary
+
+
+def read_bundle(evaluator: Any, bundle: Any, *, external_id: str | None = None, policy: str | None = None,
+                service_date: str | None = None, today: datetime.date | None = None) -> BundleCase:
+    return case_from_bundle(bundle, dictionary_of(evaluator), external_id=external_id, policy=policy,
+                            service_date=service_date, today=today)
+
+
+def evaluate_bundle(evaluator: Any, bundle: Any, **query: Any) -> tuple[BundleCase, dict[str, Any]]:
+    """The case a Bundle documents, and its result (evidence read from FHIR cites its resource)."""
+    read = read_bundle(evaluator, bundle, **query)
+    with outcome_errors(read):
+        result = evaluator.evaluate(read.case)
+    return read, cite(result, read.fhir.provenance)
+
+
+@contextmanager
+def outcome_errors(read: BundleCase) -> Iterator[None]:
+    """Turn the case errors raised inside into an OperationOutcome naming the FHIR elements."""
+    try:
+        yield
+    except InvalidInput as error:
+        raise OperationOutcomeError(
+            Issue("invalid" if e["type"] != "missing" else "required",
+                  f"{e['field']}: {e['message']}", read.fhir.expressions.get(e["field"]))
+            for e in error.errors
+        ) from None
