@@ -101,10 +101,16 @@ def reactiv8_order(order_id: str = "reactiv8-1", patient: str = "123", **extra: 
     }
 
 
-def with_order(request: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a real request with ``order`` added to its draft orders (and a fresh hookInstance)."""
+def with_order(request: dict[str, Any], order: dict[str, Any], fhir_server: str | None = None) -> dict[str, Any]:
+    """A copy of a real request with ``order`` added to its draft orders (and a fresh hookInstance).
+    Its ``fhirServer`` (example.org) is never called: it becomes ``fhir_server`` (a loopback
+    server) or, without one, the token is dropped so that only prefetch is read."""
     copied = copy.deepcopy(request)
     copied["hookInstance"] = str(uuid.uuid4())
+    if fhir_server is None:
+        copied.pop("fhirAuthorization", None)
+    else:
+        copied["fhirServer"] = fhir_server
     copied["context"]["draftOrders"].setdefault("entry", []).append(
         {"fullUrl": f"http://example.org/fhir/ServiceRequest/{order['id']}", "resource": order})
     return copied

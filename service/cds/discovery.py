@@ -8,25 +8,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from service.fhir.intake import field_sources
+from service.fhir.sources import ObservationSource
 from service.policy.rules import Catalog, OrderCode
 
 HOOKS = ("order-sign", "order-select")
 CRD_VERSIONS = ("2.0", "2.1", "2.2")
 
-# Observations the field dictionary reads: pain NRS, BMI, Oswestry Disability Index score (LOINC).
-OBSERVATION_CODES = ("72514-3", "39156-5", "97909-6")
 
-# What the services ask the EHR to send (CDS Hooks 2.0 prefetch templates). What a client leaves
-# out is read from its FHIR server with the same queries (service.cds.ehr_client).
-PREFETCH: dict[str, str] = {
-    "patient": "Patient/{{context.patientId}}",
-    "coverage": "Coverage?patient={{context.patientId}}&status=active",
-    "observations": "Observation?patient={{context.patientId}}&code="
-    + ",".join(f"http://loinc.org|{code}" for code in OBSERVATION_CODES),
-    "conditions": "Condition?patient={{context.patientId}}",
-    "procedures": "Procedure?patient={{context.patientId}}",
-    "questionnaireResponses": "QuestionnaireResponse?patient={{context.patientId}}",
-}
+
+def prefetch_templates(dictionary: Any) -> dict[str, str]:
+    """What the services ask the EHR to send (CDS Hooks 2.0 prefetch templates); what a client
+    leaves out is read from its FHIR server with the same queries (service.cds.ehr_client).
+    Observations are asked for by the codes the field dictionary reads them by (``fhir:``)."""
+    codes = sorted({str(code) for sources in field_sources(dictionary).values() for source in sources
+                    if isinstance(source, ObservationSource) for code in source.codes if code.code})
+    return {
+        "patient": "Patient/{{context.patientId}}",
+        "coverage": "Coverage?patient={{context.patientId}}&status=active",
+        "observations": "Observation?patient={{context.patientId}}" + (f"&code={','.join(codes)}" if codes else ""),
+        "conditions": "Condition?patient={{context.patientId}}",
+        "procedures": "Procedure?patient={{context.patientId}}",
+        "questionnaireResponses": "QuestionnaireResponse?patient={{context.patientId}}",
+    }
+
 
 CONFIGURATION_OPTIONS = [
     {
@@ -47,6 +52,7 @@ class Service:
     policy_id: str
     title: str
     orders: frozenset[OrderCode]
+    prefetch: dict[str, str]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -58,7 +64,7 @@ class Service:
                 + ", ".join(f"{o.system}|{o.code}" for o in sorted(self.orders, key=lambda o: (o.system, o.code)))
                 + ": which are met, not met or not documented. Criteria only: never a coverage decision."
             ),
-            "prefetch": PREFETCH,
+            "prefetch": self.prefetch,
             "extension": {
                 "davinci-crd.configuration-options": CONFIGURATION_OPTIONS,
                 "davinci-crd.version": list(CRD_VERSIONS),
@@ -69,12 +75,13 @@ class Service:
 def services(catalog: Catalog) -> dict[str, Service]:
     """Every service by id, in catalogue order; a policy's order codes are those of all its versions."""
     found: dict[str, Service] = {}
+    prefetch = prefetch_templates(catalog.dictionary)
     for policy_id, versions in catalog.versions.items():
         orders = frozenset(code for version in versions for code in version.orders)
         if not orders:
             continue
         for hook in HOOKS:
-            service = Service(f"{policy_id}-{hook}", hook, policy_id, versions[-1].title, orders)
+            service = Service(f"{policy_id}-{hook}", hook, policy_id, versions[-1].title, orders, prefetch)
             found[service.id] = service
     return found
 

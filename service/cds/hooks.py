@@ -18,9 +18,11 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.cds import coverage_information as ci
-from service.cds.discovery import PREFETCH, Service
+from service.cds.discovery import Service
 from service.cds.ehr_client import EhrUnavailable, fill, read_missing
 from service.errors import InvalidInput, field_path
+from service.fhir.intake import FhirCase
+from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
 
 BUDGET_SECONDS = 5.0
 # Time kept back from the budget for mapping, evaluating, storing and answering.
@@ -32,20 +34,14 @@ CLINICAL_KEYS = ("patient", "observations", "conditions", "procedures", "questio
 class HookError(Exception):
     """A call that cannot be answered as asked: ``status`` and an OperationOutcome."""
 
-    def __init__(self, status: int, message: str, expression: str | None = None, code: str = "invalid"):
-        super().__init__(message)
+    def __init__(self, status: int, issues: list[Issue]):
+        super().__init__("; ".join(issue.diagnostics for issue in issues))
         self.status = status
-        self.outcome = operation_outcome([(message, expression, code)])
+        self.outcome = operation_outcome(issues)
 
-
-def operation_outcome(issues: list[tuple[str, str | None, str]]) -> dict[str, Any]:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": code, "diagnostics": message, **({"expression": [where]} if where else {})}
-            for message, where, code in issues
-        ],
-    }
+    @classmethod
+    def one(cls, status: int, message: str, expression: str | None = None, code: str = "invalid") -> HookError:
+        return cls(status, [Issue(code, message, expression)])
 
 
 class _Request(BaseModel):
@@ -77,16 +73,8 @@ def parse_request(body: Any) -> HookRequest:
     try:
         return HookRequest.model_validate(body)
     except ValidationError as error:
-        issues = [(e["msg"], field_path(e["loc"]), "structure")
-                  for e in error.errors(include_url=False, include_input=False)]
-        raise _Invalid(operation_outcome(issues)) from None
-
-
-class _Invalid(HookError):
-    def __init__(self, outcome: dict[str, Any]):
-        Exception.__init__(self, "invalid request")
-        self.status = 400
-        self.outcome = outcome
+        raise HookError(400, [Issue("structure", e["msg"], field_path(e["loc"]))
+                              for e in error.errors(include_url=False, include_input=False)]) from None
 
 
 @dataclass
@@ -112,7 +100,7 @@ def matching_orders(request: HookRequest, service: Service) -> list[dict[str, An
     order-select: only those selected)."""
     bundle = request.context.draftOrders
     if bundle.get("resourceType") != "Bundle" or not isinstance(bundle.get("entry", []), list):
-        raise HookError(400, "draftOrders must be a Bundle of orders.", "context.draftOrders")
+        raise HookError.one(400, "draftOrders must be a Bundle of orders.", "context.draftOrders")
     selected = set(request.context.selections or []) if request.hook == "order-select" else None
     wanted = {(o.system, o.code) for o in service.orders}
     found = []
@@ -163,15 +151,15 @@ class HookContext:
     public_url: str
     # (payload, key id, provenance) -> (evaluation id, result), stored; runs in a worker thread
     evaluate_and_store: Callable[..., Any]
-    # (resources, service date) -> (case payload, provenance)
-    map_case: Callable[[list[dict[str, Any]], datetime.date], tuple[dict[str, Any], Any]]
+    # (resources, service date) -> the case they document (service.fhir.intake.FhirCase)
+    map_case: Callable[[list[dict[str, Any]], datetime.date], FhirCase]
     run_sync: Callable[..., Any]  # awaits a blocking call in a worker thread
 
 
 async def answer(request: HookRequest, service: Service, key_id: str, hc: HookContext) -> Answer:
     started = time.monotonic()
     if request.hook != service.hook:
-        raise HookError(400, f"Service {service.id} answers the {service.hook} hook, not {request.hook!r}.", "hook")
+        raise HookError.one(400, f"Service {service.id} answers the {service.hook} hook, not {request.hook!r}.", "hook")
     configuration = (request.extension or {}).get("davinci-crd.configuration") or {}
     if isinstance(configuration, dict) and configuration.get("coverage-info") is False:
         return Answer(200, dict(NO_ANSWER))
@@ -183,7 +171,7 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
                 if not (isinstance(v, dict) and v.get("resourceType") == "OperationOutcome")}
     failure: EhrUnavailable | None = None
     missing = {key: fill(template, request.context.patientId)
-               for key, template in PREFETCH.items() if key not in prefetch}
+               for key, template in service.prefetch.items() if key not in prefetch}
     if missing and request.fhirServer and request.fhirAuthorization:
         try:
             prefetch.update(await read_missing(
@@ -195,9 +183,9 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
 
     coverages = resources_of(prefetch.get("coverage"), "Coverage")
     if failure is not None and len(coverages) != 1:
-        raise HookError(failure.status, f"Cannot read the patient's Coverage: {failure}", "fhirServer", "transient")
+        raise HookError.one(failure.status, f"Cannot read the patient's Coverage: {failure}", "fhirServer", "transient")
     if len(coverages) != 1:
-        raise HookError(
+        raise HookError.one(
             400,
             f"Exactly one Coverage is needed (prefetch 'coverage' or the FHIR server); found {len(coverages)}.",
             "prefetch.coverage", "required" if not coverages else "business-rule",
@@ -207,7 +195,7 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
 
     if failure is not None:
         if requested_version(request) < (2, 2):
-            raise HookError(failure.status, str(failure), "fhirServer", "transient")
+            raise HookError.one(failure.status, str(failure), "fhirServer", "transient")
         information = ci.technical_information(coverage_reference, str(failure), str(uuid.uuid4()), today)
         actions = [ci.update_action(order, information) for order in orders]
         return Answer(200, {"cards": [], "systemActions": actions})
@@ -216,16 +204,22 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
     actions, evaluations = [], []
     for order in orders:
         day = service_date(order, today)
-        case, provenance = hc.map_case([*clinical, order, coverages[0]], day)
-        payload = {**case, "external_id": request.hookInstance, "policy": service.policy_id,
+        try:
+            read = hc.map_case([*clinical, order, coverages[0]], day)
+        except OperationOutcomeError as error:
+            raise HookError(400, error.issues) from None
+        payload = {**read.payload, "external_id": request.hookInstance, "policy": service.policy_id,
                    "service_date": day.isoformat()}
         try:
-            evaluation_id, result = await hc.run_sync(hc.evaluate_and_store, payload, key_id, provenance)
+            evaluation_id, result = await hc.run_sync(hc.evaluate_and_store, payload, key_id, read.provenance)
         except InvalidInput as error:
             if any(e["type"] == "no_policy_in_force" for e in error.errors):
                 continue
-            raise _Invalid(operation_outcome(
-                [(e["message"], _request_path(e["field"]), "invalid") for e in error.errors])) from None
+            raise HookError(400, [
+                Issue("invalid", f"{e['field']}: {e['message']}",
+                      "hookInstance" if e["field"] == "external_id" else read.expressions.get(e["field"]))
+                for e in error.errors
+            ]) from None
         evaluations.append(evaluation_id)
         information = ci.criteria_information(
             result, coverage_reference,
@@ -240,14 +234,10 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
     return Answer(200, body, evaluations)
 
 
-def _request_path(case_field: str) -> str:
-    return "hookInstance" if case_field == "external_id" else case_field
-
-
 def _reference(coverage: dict[str, Any], prefetched: Any) -> str:
     if coverage.get("id"):
         return f"Coverage/{coverage['id']}"
     for entry in (prefetched or {}).get("entry") or []:
         if isinstance(entry, dict) and entry.get("resource") is coverage and entry.get("fullUrl"):
             return entry["fullUrl"]
-    raise HookError(400, "The Coverage has neither an id nor a fullUrl to refer to it by.", "prefetch.coverage")
+    raise HookError.one(400, "The Coverage has neither an id nor a fullUrl to refer to it by.", "prefetch.coverage")

@@ -16,12 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.cds import discovery, hooks
 from service.cds.auth import ClientRegistry, Unauthorized, expiry
 from service.cds.store import client_key, remember_token_id, save_feedback
+from service.api.routers.evaluations import evaluate_and_store
 from service.errors import field_path
+from service.fhir.evaluation import dictionary_of
+from service.fhir.intake import FhirCase, case_from_resources
+from service.fhir.outcome import FHIR_JSON, Issue, operation_outcome
 from service.settings import Settings
 
 logger = logging.getLogger("service.cds")
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
-_FHIR_JSON = "application/fhir+json"
 
 
 @dataclass
@@ -86,33 +89,28 @@ async def call_service(service_id: str, request: Request, key_id: CdsClient) -> 
         parsed = hooks.parse_request(body)
         answer = await hooks.answer(parsed, service, key_id, _hook_context(request))
     except ValueError as error:  # JSON
-        return _outcome(400, hooks.operation_outcome([(f"The body is not JSON: {error}", None, "structure")]))
+        return _outcome(400, operation_outcome([Issue("structure", f"The body is not JSON: {error}")]))
     except RecursionError:
-        return _outcome(400, hooks.operation_outcome([("The body is nested too deeply.", None, "structure")]))
+        return _outcome(400, operation_outcome([Issue("structure", "The body is nested too deeply.")]))
     except hooks.HookError as error:
         return _outcome(error.status, error.outcome)
     return JSONResponse(answer.body, status_code=answer.status, headers={"Cache-Control": "no-store"})
 
 
 def _outcome(status: int, outcome: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(outcome, status_code=status, media_type=_FHIR_JSON, headers={"Cache-Control": "no-store"})
+    return JSONResponse(outcome, status_code=status, media_type=FHIR_JSON, headers={"Cache-Control": "no-store"})
 
 
 def _hook_context(request: Request) -> hooks.HookContext:
-    from service.api.routers.evaluations import evaluate_and_store
-
     app = request.app
     evaluator, database = app.state.evaluator, app.state.database
 
     def store(payload: dict[str, Any], key_id: str, provenance: Any) -> tuple[str, dict[str, Any]]:
-        evaluation_id, result_json = evaluate_and_store(evaluator, database, payload, key_id)
+        evaluation_id, result_json = evaluate_and_store(evaluator, database, payload, key_id, provenance)
         return evaluation_id, json.loads(result_json)
 
-    def map_case(resources: list[dict[str, Any]], day: datetime.date) -> tuple[dict[str, Any], Any]:
-        from service.fhir.intake import case_from_resources
-
-        mapped = case_from_resources(resources, evaluator.catalog.dictionary, service_date=day)
-        return mapped.payload, mapped.provenance
+    def map_case(resources: list[dict[str, Any]], day: datetime.date) -> FhirCase:
+        return case_from_resources(resources, dictionary_of(evaluator), service_date=day)
 
     return hooks.HookContext(
         public_url=_config(request).public_url or "",
@@ -141,8 +139,9 @@ async def feedback(service_id: str, request: Request, key_id: CdsClient) -> JSON
     try:
         parsed = _FeedbackBody.model_validate_json(await request.body())
     except ValidationError as error:
-        issues = [(e["msg"], field_path(e["loc"]), "structure") for e in error.errors(include_url=False)]
-        return _outcome(400, hooks.operation_outcome(issues))
+        return _outcome(400, operation_outcome(
+            Issue("structure", e["msg"], field_path(e["loc"]))
+            for e in error.errors(include_url=False, include_input=False)))
     items = [item.model_dump(exclude_none=True) for item in parsed.feedback]
     await run_in_threadpool(save_feedback, request.app.state.database, service.id, key_id, items)
     return JSONResponse({}, status_code=200)

@@ -1,0 +1,354 @@
+"""CDS Hooks in the Da Vinci CRD shape: discovery, the order hooks on real requests, the
+coverage-information answer checked against CRD 2.0.1, 2.1.0 and 2.2, feedback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from fhir.resources.R4B.devicerequest import DeviceRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_support import (CPT, POLICY, PUBLIC_URL, ROOT, SELECT, SIGN, FhirServer, Signer, clients_file, example,
+                         reactiv8_order, searchset, with_order)
+from conftest import FULL_CASE
+from crd_invariants import INVARIANTS, coverage_informations, values, violations
+from fhir_support import response
+from service.api.app import create_app
+from service.cds.discovery import services
+from service.policy.rules import RuleError, load_catalog
+from service.settings import Settings
+from service.store.database import get_evaluation_result, list_evaluation_results
+
+R4_MODELS = {"ServiceRequest": ServiceRequest, "DeviceRequest": DeviceRequest}
+FORBIDDEN = {"covered", "not-covered", "no-auth", "satisfied"}
+# The fields of the contract's example case (every criterion met), as DTR answers keyed by path.
+ALL_MET = {f"{section}.{name}": value for section, fields in FULL_CASE.items() if isinstance(fields, dict)
+           for name, value in fields.items()}
+COVERAGE = {"resourceType": "Coverage", "id": "cov-1", "status": "active",
+            "beneficiary": {"reference": "Patient/123"}, "payor": [{"reference": "Organization/payer"}]}
+PATIENT = {"resourceType": "Patient", "id": "123", "birthDate": "1974-06-15"}
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer("ES384")
+
+
+@pytest.fixture
+def cds(database, evaluator, tmp_path, signer) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
+                        public_url=PUBLIC_URL, cds_clients_file=clients_file(tmp_path / "clients.json", signer))
+    with TestClient(create_app(settings, evaluator)) as client:
+        client.signer = signer
+        yield client
+
+
+def hook(cds: TestClient, body: dict, service: str = SIGN):
+    path = f"/cds-services/{service}"
+    return cds.post(path, json=body, headers=cds.signer.headers(path))
+
+
+def actions_of(answer) -> list[dict]:
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["cards"] == []
+    return body.get("systemActions", [])
+
+
+def check_action(action: dict, draft: dict) -> dict:
+    """One coverage-information update: R4-valid, the draft plus one extension, every CRD
+    invariant kept, never a decision. Returns the extension."""
+    assert action["type"] == "update"
+    updated = action["resource"]
+    R4_MODELS[updated["resourceType"]].model_validate(updated)
+    assert {k: v for k, v in updated.items() if k != "extension"} == {k: v for k, v in draft.items() if k != "extension"}
+    assert updated["extension"][:-1] == draft.get("extension", [])
+    [information] = coverage_informations(updated)
+    for version in INVARIANTS:
+        assert violations(information, version) == [], version
+    codes = {v for url in ("covered", "pa-needed", "doc-needed") for v in values(information, url)}
+    assert not codes & FORBIDDEN
+    return information
+
+
+def minimal_request(*orders: dict, hook_name: str = "order-sign", prefetch: dict | None = None, **extra) -> dict:
+    body = {
+        "hook": hook_name,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": "123",
+                    "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                    "entry": [{"resource": o} for o in orders]}},
+        "prefetch": {"patient": PATIENT, "coverage": searchset(COVERAGE)} if prefetch is None else prefetch,
+        **extra,
+    }
+    if hook_name == "order-select":
+        body["context"]["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
+    return body
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+def test_discovery_offers_order_sign_and_order_select_for_the_policy_with_order_codes(cds):
+    document = cds.get("/cds-services").json()
+    by_id = {s["id"]: s for s in document["services"]}
+    assert set(by_id) == {SIGN, SELECT}
+    assert by_id[SIGN]["hook"] == "order-sign" and by_id[SELECT]["hook"] == "order-select"
+    for service in by_id.values():
+        assert set(service["prefetch"]) == {"patient", "coverage", "observations", "conditions", "procedures",
+                                            "questionnaireResponses"}
+        assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        assert service["prefetch"]["coverage"] == "Coverage?patient={{context.patientId}}&status=active"
+        options = service["extension"]["davinci-crd.configuration-options"]
+        assert {o["code"]: o["type"] for o in options} == {"coverage-info": "boolean"}
+        assert f"{CPT}|64568" in service["description"]
+
+
+def test_a_policy_without_order_codes_offers_no_service(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    policy = rules / POLICY / "1.0.0" / "policy.yaml"
+    data = yaml.safe_load(policy.read_text())
+    assert data.pop("orders")
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert services(load_catalog(rules)) == {}
+
+
+@pytest.mark.parametrize("orders, problem", [
+    ([{"system": "cpt", "code": "64568"}], "system"),
+    ([{"system": CPT, "code": "64568"}, {"system": CPT, "code": "64568"}], "twice"),
+    ([{"system": CPT}], "code"),
+])
+def test_order_codes_are_checked(tmp_path, orders, problem):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    policy = rules / POLICY / "1.0.0" / "policy.yaml"
+    data = yaml.safe_load(policy.read_text())
+    data["orders"] = orders
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(RuleError, match=problem):
+        load_catalog(rules)
+
+
+# --- the real requests ---------------------------------------------------------------------------
+
+REAL_REQUESTS = [
+    ("crd-ig-2.1.0_order-sign-request_servicerequest.json", SIGN),
+    ("crd-ig-2.2.1_order-sign-request_servicerequest.json", SIGN),
+    ("crd-ig-2.2.1_order-sign-request_no-prefetch.json", SIGN),
+    ("inferno-crd-testkit_order_sign_hook_request.json", SIGN),
+    ("inferno-crd-testkit_order_select_hook_request.json", SELECT),
+    ("crd-ri_order-sign-request_devicerequest_legacy.json", SIGN),
+]
+
+
+@pytest.mark.parametrize("name, service", REAL_REQUESTS)
+def test_real_requests_without_an_order_of_the_policy_get_no_answer_and_store_nothing(cds, database, name, service):
+    request = example(name)
+    assert actions_of(hook(cds, request, service)) == []
+    assert list_evaluation_results(database, request["hookInstance"]) == []
+
+
+@pytest.mark.parametrize("name", ["crd-ig-2.1.0_order-sign-request_servicerequest.json",
+                                  "crd-ig-2.2.1_order-sign-request_servicerequest.json"])
+def test_real_requests_with_a_reactiv8_order_get_coverage_information(cds, database, name):
+    order = reactiv8_order()
+    request = with_order(example(name), order)
+    [action] = actions_of(hook(cds, request))
+    information = check_action(action, order)
+    assert values(information, "coverage") == [{"reference": "Coverage/COV1"}]
+    assert values(information, "covered") == ["conditional"]
+    assert values(information, "pa-needed") == ["conditional"]
+    assert values(information, "info-needed") == ["OTH"]
+    assert "decided by the payer" in values(information, "reason")[0]["text"]
+    # Nothing clinical was sent beyond the patient: criteria are undocumented, so DTR is asked for.
+    assert values(information, "doc-needed") == ["clinical"]
+    assert values(information, "doc-purpose") == ["withpa"]
+    [assertion_id] = values(information, "coverage-assertion-id")
+    assert values(information, "questionnaire") == [f"{PUBLIC_URL}/v1/evaluations/{assertion_id}/questionnaire"]
+    stored = json.loads(get_evaluation_result(database, assertion_id))
+    assert stored["external_id"] == request["hookInstance"]
+    assert stored["policy"]["id"] == POLICY
+    assert values(information, "date") == [time.strftime("%Y-%m-%d", time.gmtime())]
+
+
+def test_each_matching_order_gets_its_own_evaluation_and_the_others_are_left_alone(cds, database):
+    first, second = reactiv8_order("r8-a"), reactiv8_order("r8-b")
+    other = {**reactiv8_order("other"), "code": {"coding": [{"system": CPT, "code": "99213"}]}}
+    active = {**reactiv8_order("signed"), "status": "active"}
+    actions = actions_of(hook(cds, minimal_request(first, other, second, active)))
+    assert [a["resource"]["id"] for a in actions] == ["r8-a", "r8-b"]
+    ids = [values(coverage_informations(a["resource"])[0], "coverage-assertion-id")[0] for a in actions]
+    assert len(set(ids)) == 2
+
+
+def test_a_device_request_coded_for_the_policy_matches(cds):
+    device = {"resourceType": "DeviceRequest", "id": "dev-1", "status": "draft", "intent": "original-order",
+              "codeCodeableConcept": {"coding": [{"system": CPT, "code": "64568"}]},
+              "subject": {"reference": "Patient/123"}}
+    [action] = actions_of(hook(cds, minimal_request(device)))
+    check_action(action, device)
+
+
+def test_every_criterion_documented_asks_for_no_documentation(cds):
+    order = reactiv8_order()
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE),
+                "questionnaireResponses": searchset(response(ALL_MET, day="2026-11-20"))}
+    [action] = actions_of(hook(cds, minimal_request(order, prefetch=prefetch)))
+    information = check_action(action, order)
+    assert "13 of 13 criteria" in values(information, "reason")[0]["text"]
+    for url in ("doc-needed", "doc-purpose", "questionnaire"):
+        assert values(information, url) == []
+
+
+def test_a_criterion_not_met_is_named_in_the_reason(cds):
+    order = reactiv8_order()
+    answers = {**ALL_MET, "low_back_pain.nrs": 3}
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE),
+                "questionnaireResponses": searchset(response(answers))}
+    [action] = actions_of(hook(cds, minimal_request(order, prefetch=prefetch)))
+    reason = values(check_action(action, order), "reason")[0]["text"]
+    assert "12 of 13" in reason and "not met: Severe pain" in reason
+    assert values(coverage_informations(action["resource"])[0], "covered") == ["conditional"]
+
+
+def test_order_select_never_asks_for_documentation(cds):
+    order = reactiv8_order()
+    [action] = actions_of(hook(cds, minimal_request(order, hook_name="order-select"), SELECT))
+    information = check_action(action, order)
+    assert values(information, "doc-needed") == [] and values(information, "questionnaire") == []
+
+
+def test_order_select_answers_only_for_selected_orders(cds):
+    body = minimal_request(reactiv8_order("r8-a"), reactiv8_order("r8-b"), hook_name="order-select")
+    body["context"]["selections"] = ["ServiceRequest/r8-b"]
+    assert [a["resource"]["id"] for a in actions_of(hook(cds, body, SELECT))] == ["r8-b"]
+
+
+def test_an_existing_coverage_information_for_the_same_coverage_is_replaced(cds):
+    order = reactiv8_order()
+    first = actions_of(hook(cds, minimal_request(order)))[0]["resource"]
+    second = actions_of(hook(cds, minimal_request(first)))[0]["resource"]
+    assert len(coverage_informations(second)) == 1
+
+
+def test_a_client_that_turns_coverage_information_off_gets_none(cds, database):
+    body = minimal_request(reactiv8_order(), extension={"davinci-crd.configuration": {"coverage-info": False}})
+    assert actions_of(hook(cds, body)) == []
+    assert list_evaluation_results(database, body["hookInstance"]) == []
+
+
+def outcome_of(answer, status: int) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/fhir+json")
+    body = answer.json()
+    assert body["resourceType"] == "OperationOutcome"
+    return body
+
+
+def test_the_wrong_hook_is_refused(cds):
+    body = minimal_request(reactiv8_order(), hook_name="order-select")
+    outcome = outcome_of(hook(cds, body, SIGN), 400)
+    assert outcome["issue"][0]["expression"] == ["hook"]
+
+
+@pytest.mark.parametrize("coverages", [[], [COVERAGE, {**COVERAGE, "id": "cov-2"}]])
+def test_exactly_one_coverage_is_needed(cds, database, coverages):
+    body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": searchset(*coverages)})
+    outcome = outcome_of(hook(cds, body), 400)
+    assert outcome["issue"][0]["expression"] == ["prefetch.coverage"]
+    assert list_evaluation_results(database, body["hookInstance"]) == []
+
+
+def test_no_coverage_and_no_way_to_read_one_is_refused(cds):
+    outcome_of(hook(cds, minimal_request(reactiv8_order(), prefetch={"patient": PATIENT})), 400)
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda b: b.pop("context"), "context"),
+    (lambda b: b["context"].pop("patientId"), "context.patientId"),
+    (lambda b: b.update(hookInstance=""), "hookInstance"),
+    (lambda b: b["context"].update(draftOrders={"resourceType": "Patient"}), "context.draftOrders"),
+])
+def test_a_malformed_request_gets_an_operation_outcome_naming_the_field(cds, mutate, where):
+    body = minimal_request(reactiv8_order())
+    mutate(body)
+    outcome = outcome_of(hook(cds, body), 400)
+    assert outcome["issue"][0]["expression"] == [where]
+
+
+def test_a_body_that_is_not_json_is_refused(cds):
+    path = f"/cds-services/{SIGN}"
+    answer = cds.post(path, content=b"{not json", headers={**cds.signer.headers(path), "Content-Type": "application/json"})
+    outcome_of(answer, 400)
+
+
+def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, database):
+    bad = {"resourceType": "QuestionnaireResponse", "id": "qr-bad", "status": "completed",
+           "item": [{"linkId": "low_back_pain", "item": [{"linkId": "low_back_pain.nrs",
+                                                          "answer": [{"valueInteger": 15}]}]}]}
+    body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": searchset(COVERAGE),
+                                                       "questionnaireResponses": searchset(bad)})
+    outcome = outcome_of(hook(cds, body), 400)
+    assert "nrs" in json.dumps(outcome)
+    assert list_evaluation_results(database, body["hookInstance"]) == []
+
+
+def test_an_unknown_service_is_not_found(cds):
+    assert hook(cds, minimal_request(reactiv8_order()), "no-such-service").status_code == 404
+
+
+# --- the invariants are live ---------------------------------------------------------------------
+
+
+def test_the_invariant_checks_catch_what_they_should():
+    """A real answer from Inferno's kit breaks 2.0.1 q2 (no pa-needed); the IG's own 2.2.1 example
+    keeps every 2.2 invariant; an indeterminate without a reason breaks 2.2 q9."""
+    inferno = example("inferno-crd-testkit_coverage_info_system_action_conditional.json")
+    [information] = coverage_informations(inferno["resource"])
+    assert "q2" in violations(information, "2.0.1")
+    ig = example("crd-ig-2.2.1_order-sign-response_systemaction-only.json")
+    [information] = coverage_informations(ig["systemActions"][0]["resource"])
+    assert violations(information, "2.2") == []
+    broken = copy.deepcopy(information)
+    broken["extension"] = [e for e in broken["extension"] if e["url"] != "reason"]
+    for part in broken["extension"]:
+        if part["url"] == "covered":
+            part["valueCode"] = "indeterminate"
+    assert "q9" in violations(broken, "2.2")
+
+
+# --- feedback ------------------------------------------------------------------------------------
+
+
+def test_feedback_is_stored(cds, database):
+    from service.cds.store import list_feedback
+
+    path = f"/cds-services/{SIGN}/feedback"
+    item = {"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
+            "overrideReason": {"reason": {"code": "reason-code-provided-by-service", "system": "http://example.org/cds-services/fhir/CodeSystem/override-reasons"},
+                               "userComment": "Clinician comment"},
+            "outcomeTimestamp": "2026-11-22T14:33:44Z"}
+    answer = cds.post(path, json={"feedback": [item]}, headers=cds.signer.headers(path))
+    assert answer.status_code == 200, answer.text
+    [stored] = list_feedback(database, SIGN)
+    assert {k: v for k, v in stored.items() if k != "client"} == item
+    assert stored["client"].startswith("cds")
+
+
+@pytest.mark.parametrize("body", [{"feedback": [{"card": "x", "outcome": "ignored", "outcomeTimestamp": "t"}]},
+                                  {"feedback": []}, {"nothing": 1}])
+def test_bad_feedback_is_refused_and_not_stored(cds, database, body):
+    from service.cds.store import list_feedback
+
+    path = f"/cds-services/{SIGN}/feedback"
+    outcome_of(cds.post(path, json=body, headers=cds.signer.headers(path)), 400)
+    assert list_feedback(database, SIGN) == []
