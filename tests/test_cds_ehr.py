@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from cds_support import SIGN, FhirServer, example, reactiv8_order, searchset, with_order
+from cds_support import (ALL_MET, COVERAGE, PATIENT, FhirServer, actions_of, cds, check_action, example,  # noqa: F401
+                         hook, outcome_of, reactiv8_order, searchset, signer, with_order)
 from crd_invariants import coverage_informations, values
 from fhir_support import response
 from service.store.database import list_evaluation_results
-from test_cds_hooks import ALL_MET, COVERAGE, PATIENT, actions_of, check_action, cds, hook, outcome_of, signer  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 TOKEN = "ehr-token"

@@ -8,76 +8,18 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
-from fhir.resources.R4B.devicerequest import DeviceRequest
-from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_support import (CPT, POLICY, PUBLIC_URL, ROOT, SELECT, SIGN, FhirServer, Signer, clients_file, example,
-                         reactiv8_order, searchset, with_order)
-from conftest import FULL_CASE
-from crd_invariants import INVARIANTS, coverage_informations, values, violations
+from cds_support import (ALL_MET, COVERAGE, CPT, PATIENT, POLICY, PUBLIC_URL, ROOT, SELECT, SIGN, actions_of,
+                         cds, check_action, example, hook, outcome_of, reactiv8_order, searchset, signer,  # noqa: F401
+                         with_order)
+from crd_invariants import coverage_informations, values, violations
 from fhir_support import response
-from service.api.app import create_app
 from service.cds.discovery import services
 from service.policy.rules import RuleError, load_catalog
-from service.settings import Settings
 from service.store.database import get_evaluation_result, list_evaluation_results
-
-R4_MODELS = {"ServiceRequest": ServiceRequest, "DeviceRequest": DeviceRequest}
-FORBIDDEN = {"covered", "not-covered", "no-auth", "satisfied"}
-# The fields of the contract's example case (every criterion met), as DTR answers keyed by path.
-ALL_MET = {f"{section}.{name}": value for section, fields in FULL_CASE.items() if isinstance(fields, dict)
-           for name, value in fields.items()}
-COVERAGE = {"resourceType": "Coverage", "id": "cov-1", "status": "active",
-            "beneficiary": {"reference": "Patient/123"}, "payor": [{"reference": "Organization/payer"}]}
-PATIENT = {"resourceType": "Patient", "id": "123", "birthDate": "1974-06-15"}
-
-
-@pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer("ES384")
-
-
-@pytest.fixture
-def cds(database, evaluator, tmp_path, signer) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
-                        public_url=PUBLIC_URL, cds_clients_file=clients_file(tmp_path / "clients.json", signer))
-    with TestClient(create_app(settings, evaluator)) as client:
-        client.signer = signer
-        yield client
-
-
-def hook(cds: TestClient, body: dict, service: str = SIGN):
-    path = f"/cds-services/{service}"
-    return cds.post(path, json=body, headers=cds.signer.headers(path))
-
-
-def actions_of(answer) -> list[dict]:
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["cards"] == []
-    return body.get("systemActions", [])
-
-
-def check_action(action: dict, draft: dict) -> dict:
-    """One coverage-information update: R4-valid, the draft plus one extension, every CRD
-    invariant kept, never a decision. Returns the extension."""
-    assert action["type"] == "update"
-    updated = action["resource"]
-    R4_MODELS[updated["resourceType"]].model_validate(updated)
-    assert {k: v for k, v in updated.items() if k != "extension"} == {k: v for k, v in draft.items() if k != "extension"}
-    assert updated["extension"][:-1] == draft.get("extension", [])
-    [information] = coverage_informations(updated)
-    for version in INVARIANTS:
-        assert violations(information, version) == [], version
-    codes = {v for url in ("covered", "pa-needed", "doc-needed") for v in values(information, url)}
-    assert not codes & FORBIDDEN
-    return information
-
 
 def minimal_request(*orders: dict, hook_name: str = "order-sign", prefetch: dict | None = None, **extra) -> dict:
     body = {
@@ -244,14 +186,6 @@ def test_a_client_that_turns_coverage_information_off_gets_none(cds, database):
     body = minimal_request(reactiv8_order(), extension={"davinci-crd.configuration": {"coverage-info": False}})
     assert actions_of(hook(cds, body)) == []
     assert list_evaluation_results(database, body["hookInstance"]) == []
-
-
-def outcome_of(answer, status: int) -> dict:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"].startswith("application/fhir+json")
-    body = answer.json()
-    assert body["resourceType"] == "OperationOutcome"
-    return body
 
 
 def test_the_wrong_hook_is_refused(cds):
