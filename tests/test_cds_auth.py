@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from cds_support import ISSUER, PUBLIC_URL, SIGN, Signer, clients_file, unsigned_token
+from cds_client import ISSUER, PUBLIC_URL, SIGN, Signer, clients_file, unsigned_token
 from service.api.app import create_app
 from service.cds.auth import ClientRegistry
 from service.settings import Settings

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from cds_support import (ALL_MET, COVERAGE, PATIENT, FhirServer, actions_of, cds, check_action, example,  # noqa: F401
-                         hook, outcome_of, reactiv8_order, searchset, signer, with_order)
+from cds_client import FhirServer, reactiv8_order, searchset, with_order
+from cds_support import (ALL_MET, COVERAGE, PATIENT, actions_of, cds, check_action, example, hook,  # noqa: F401
+                         outcome_of, signer)
 from crd_invariants import coverage_informations, values
 from fhir_support import response
 from service.store.database import list_evaluation_results

@@ -12,9 +12,9 @@ import uuid
 import pytest
 import yaml
 
-from cds_support import (ALL_MET, COVERAGE, CPT, PATIENT, POLICY, PUBLIC_URL, ROOT, SELECT, SIGN, actions_of,
-                         cds, check_action, example, hook, outcome_of, reactiv8_order, searchset, signer,  # noqa: F401
-                         with_order)
+from cds_client import CPT, POLICY, PUBLIC_URL, SELECT, SIGN, reactiv8_order, searchset, with_order
+from cds_support import (ALL_MET, COVERAGE, PATIENT, ROOT, actions_of, cds, check_action, example, hook,  # noqa: F401
+                         outcome_of, signer)
 from crd_invariants import coverage_informations, values, violations
 from fhir_support import response
 from service.cds.discovery import services

@@ -84,7 +84,3 @@ def services(catalog: Catalog) -> dict[str, Service]:
             service = Service(f"{policy_id}-{hook}", hook, policy_id, versions[-1].title, orders, prefetch)
             found[service.id] = service
     return found
-
-
-def discovery_document(catalog: Catalog) -> dict[str, Any]:
-    return {"services": [service.describe() for service in services(catalog).values()]}

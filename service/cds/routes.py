@@ -31,6 +31,7 @@ router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 class CdsConfig:
     clients: ClientRegistry
     public_url: str | None
+    services: dict[str, discovery.Service] | None = None  # from the catalogue, on first use
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CdsConfig:
@@ -66,8 +67,15 @@ async def cds_client(request: Request) -> str:
 CdsClient = Annotated[str, Depends(cds_client)]
 
 
+def _services(request: Request) -> dict[str, discovery.Service]:
+    config = _config(request)
+    if config.services is None:
+        config.services = discovery.services(request.app.state.evaluator.catalog)
+    return config.services
+
+
 def _service(request: Request, service_id: str) -> discovery.Service:
-    found = discovery.services(request.app.state.evaluator.catalog).get(service_id)
+    found = _services(request).get(service_id)
     if found is None:
         raise HTTPException(404, detail="No CDS service with this id.")
     return found
@@ -75,7 +83,7 @@ def _service(request: Request, service_id: str) -> discovery.Service:
 
 @router.get("", summary="CDS Hooks discovery: the services, their prefetch templates and CRD options")
 async def discover(request: Request) -> dict[str, Any]:
-    return discovery.discovery_document(request.app.state.evaluator.catalog)
+    return {"services": [service.describe() for service in _services(request).values()]}
 
 
 @router.post(
