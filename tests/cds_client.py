@@ -124,6 +124,8 @@ class FhirServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK wait
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 outer.requests.append((self.path, self.headers.get("Authorization")))
                 time.sleep(outer.delay)
