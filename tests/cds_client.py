@@ -66,11 +66,12 @@ def unsigned_token(claims: dict[str, Any], header: dict[str, Any], secret: bytes
     return f"{signing_input}.{b64(signature)}"
 
 
-def clients_file(path: Path, *signers: Signer) -> Path:
+def clients_file(path: Path, *signers: Signer, fhir_servers: list[str] | None = None) -> Path:
     by_issuer: dict[str, list[dict[str, Any]]] = {}
     for signer in signers:
         by_issuer.setdefault(signer.issuer, []).append(signer.jwk)
-    clients = [{"iss": iss, "jwks": {"keys": keys}} for iss, keys in by_issuer.items()]
+    clients = [{"iss": iss, "jwks": {"keys": keys}, **({"fhirServers": fhir_servers} if fhir_servers else {})}
+               for iss, keys in by_issuer.items()]
     path.write_text(json.dumps({"clients": clients}), encoding="utf-8")
     return path
 

@@ -171,6 +171,12 @@ def test_the_clients_file_is_checked(clients, problem):
         ClientRegistry.from_dict(clients)
 
 
+def test_fhir_servers_in_the_clients_file_are_checked(ec_signer):
+    with pytest.raises(ValueError, match="fhirServers"):
+        ClientRegistry.from_dict({"clients": [{"iss": "x", "jwks": {"keys": [ec_signer.jwk]},
+                                               "fhirServers": ["file:///etc"]}]})
+
+
 def test_a_private_key_in_the_clients_file_is_refused(rsa_signer):
     private_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(rsa_signer.private, as_dict=True)
     with pytest.raises(ValueError, match="private key"):

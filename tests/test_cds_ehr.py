@@ -9,11 +9,15 @@ import uuid
 
 import pytest
 
-from cds_client import FhirServer, reactiv8_order, searchset, with_order
+from fastapi.testclient import TestClient
+
+from cds_client import PUBLIC_URL, FhirServer, clients_file, reactiv8_order, searchset, with_order
 from cds_support import (ALL_MET, COVERAGE, PATIENT, actions_of, cds, check_action, example, hook,  # noqa: F401
                          outcome_of, signer)
 from crd_invariants import coverage_informations, values
 from fhir_support import response
+from service.api.app import create_app
+from service.settings import Settings
 from service.store.database import list_evaluation_results
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -145,3 +149,19 @@ def check_failure(answer, expected: int, words: str) -> None:
     assert values(information, "pa-needed") == ["indeterminate"]
     [reason] = values(information, "reason")
     assert reason["coding"][0]["code"] == "technical" and words in reason["text"]
+
+
+@pytest.mark.parametrize("registered, reads", [(["https://ehr.example/fhir"], False), (["http://127.0.0.1:"], True)])
+def test_a_client_may_be_held_to_its_registered_fhir_servers(database, evaluator, tmp_path, signer, registered, reads):
+    settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
+                        public_url=PUBLIC_URL,
+                        cds_clients_file=clients_file(tmp_path / "clients.json", signer, fhir_servers=registered))
+    with TestClient(create_app(settings, evaluator)) as client, FhirServer(ehr_resources(), TOKEN) as ehr:
+        client.signer = signer
+        answer = hook(client, request(ehr.url))
+    if reads:
+        actions_of(answer)
+        assert ehr.requests
+    else:
+        assert outcome_of(answer, 400)["issue"][0]["expression"] == ["fhirServer"]
+        assert ehr.requests == []

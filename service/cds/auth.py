@@ -37,10 +37,17 @@ class Unauthorized(Exception):
 class Client:
     issuer: str
     keys: tuple[tuple[str | None, str | None, Any], ...]  # (kid, alg declared, public key)
+    # URL prefixes its fhirServer may have; none listed: any http(s) URL
+    fhir_servers: tuple[str, ...] = ()
+
+    def may_read(self, fhir_server: str) -> bool:
+        return not self.fhir_servers or any(fhir_server.startswith(prefix) for prefix in self.fhir_servers)
 
 
 class ClientRegistry:
-    """The trusted CDS clients, read once from ``{"clients": [{"iss": …, "jwks": {"keys": […]}}]}``."""
+    """The trusted CDS clients, read once from ``{"clients": [{"iss": …, "jwks": {"keys": […]},
+    "fhirServers": [URL prefix, …]}]}`` (``fhirServers`` optional: where the service may follow the
+    client's ``fhirServer``)."""
 
     def __init__(self, clients: dict[str, Client]):
         self.clients = clients
@@ -81,7 +88,11 @@ class ClientRegistry:
                 except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError) as error:
                     raise ValueError(f"{at}.jwks.keys[{k_index}]: {error}") from None
                 keys.append((jwk.get("kid"), jwk.get("alg"), key))
-            clients[issuer] = Client(issuer, tuple(keys))
+            servers = entry.get("fhirServers", [])
+            if not isinstance(servers, list) or not all(
+                    isinstance(url, str) and url.startswith(("https://", "http://")) for url in servers):
+                raise ValueError(f"{at}.fhirServers: a list of http(s) URL prefixes is expected")
+            clients[issuer] = Client(issuer, tuple(keys), tuple(servers))
         return cls(clients)
 
     def verify(self, token: str, audience: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.cds import coverage_information as ci
+from service.cds.auth import Client
 from service.cds.discovery import Service
 from service.cds.ehr_client import EhrUnavailable, fill, read_missing
 from service.errors import InvalidInput, field_path
@@ -149,6 +150,7 @@ class HookContext:
     """What a call needs from the service around it."""
 
     public_url: str
+    client: Client  # who calls: where its FHIR server may be
     # (payload, key id, provenance) -> (evaluation id, result), stored; runs in a worker thread
     evaluate_and_store: Callable[..., Any]
     # (resources, service date) -> the case they document (service.fhir.intake.FhirCase)
@@ -173,6 +175,8 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
     missing = {key: fill(template, request.context.patientId)
                for key, template in service.prefetch.items() if key not in prefetch}
     if missing and request.fhirServer and request.fhirAuthorization:
+        if not hc.client.may_read(request.fhirServer):
+            raise HookError.one(400, "fhirServer is not a FHIR server registered for this client.", "fhirServer")
         try:
             prefetch.update(await read_missing(
                 request.fhirServer, request.fhirAuthorization.access_token, missing,

@@ -61,6 +61,7 @@ async def cds_client(request: Request) -> str:
     except Unauthorized as refusal:
         raise HTTPException(401, detail=str(refusal), headers={"WWW-Authenticate": "Bearer"}) from None
     request.state.key_id = key_id
+    request.state.cds_client = config.clients.clients[claims["iss"]]
     return key_id
 
 
@@ -122,6 +123,7 @@ def _hook_context(request: Request) -> hooks.HookContext:
 
     return hooks.HookContext(
         public_url=_config(request).public_url or "",
+        client=request.state.cds_client,
         evaluate_and_store=store,
         map_case=map_case,
         run_sync=run_in_threadpool,
