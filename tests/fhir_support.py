@@ -131,33 +131,3 @@ def clinical(case: dict[str, Any]) -> dict[str, Any]:
     """A case's clinical sections only."""
     return {k: v for k, v in copy.deepcopy(case).items() if k not in ("external_id", "policy", "service_date")}
 
-
-def dictionary_for(evaluator: Any) -> Any:
-    """The catalog's field dictionary. Until rules/fields.yaml lands on main, a stand-in built from
-    the case model's fields and tests/fhir_fixtures/fields_fhir.yaml (set on the catalog)."""
-    existing = getattr(evaluator.catalog, "dictionary", None)
-    if existing is not None:
-        return existing
-    import types
-
-    import yaml
-
-    from service.policy.case import FIELDS
-
-    fhir = yaml.safe_load((ROOT / "tests" / "fhir_fixtures" / "fields_fhir.yaml").read_text())
-    fields = {}
-    for path, info in FIELDS.items():
-        kind = "integer" if path == "patient.age_years" else info.kind
-        fields[path] = types.SimpleNamespace(path=path, kind=kind, label=info.label, unit=None, minimum=info.minimum,
-                                             maximum=info.maximum, choices={c: c.replace("_", " ") for c in info.choices},
-                                             evidence_only=False, description=None, fhir=fhir.get(path))
-    fields["diagnosis_codes"] = types.SimpleNamespace(
-        path="diagnosis_codes", kind="code_list", label="Diagnosis codes (ICD-10-CM)", unit=None, minimum=None,
-        maximum=None, choices={}, evidence_only=True, description=None, fhir=fhir.get("diagnosis_codes"))
-    units = {"patient.age_years": "a", "patient.bmi": "kg/m2", "low_back_pain.duration_months": "mo",
-             "low_back_pain.odi_percent": "%", "conservative_care.duration_months": "mo"}
-    for path, unit in units.items():
-        fields[path].unit = unit
-    dictionary = types.SimpleNamespace(fields=fields, sections={})
-    evaluator.catalog.dictionary = dictionary
-    return dictionary

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from fhir_support import (
-    ICD10, ODI_ITEMS, SNOMED, bmi, bundle, clinical, condition, dictionary_for, example_bundle, example_case,
+    ICD10, ODI_ITEMS, SNOMED, bmi, bundle, clinical, condition, example_bundle, example_case,
     nrs, observation, odi_response, order, patient, procedure, quantity, response,
 )
 from service.fhir.evaluation import evaluate_bundle, read_bundle
@@ -19,7 +19,7 @@ DAY = datetime.date(2026, 12, 1)
 
 @pytest.fixture(scope="module")
 def dictionary(evaluator):
-    return dictionary_for(evaluator)
+    return evaluator.dictionary
 
 
 def read(dictionary, *resources, day=DAY):
@@ -199,3 +199,24 @@ def test_external_id_and_service_date(evaluator, dictionary):
 def test_two_patients_are_refused(evaluator, dictionary):
     with pytest.raises(OperationOutcomeError):
         read_bundle(evaluator, bundle(patient(rid="a"), patient(rid="b")))
+
+
+def test_the_cli_evaluates_a_bundle_and_answers_an_invalid_one_with_an_outcome(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from fhir_support import ROOT
+
+    command = [sys.executable, "-m", "service.cli", "evaluate"]
+    done = subprocess.run([*command, str(ROOT / "examples" / "bundle.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["external_id"] == "INTAKE-2026-000123" and result["service_date"] == "2026-12-01"
+    assert result["summary"]["outcome"] == "all_criteria_met"
+    broken = bundle(nrs(7) | {"valueInteger": "seven"})
+    done = subprocess.run([*command, "-"], input=json.dumps(broken), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    outcome = json.loads(done.stderr)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry[0].resource.value.ofType(integer)"]

@@ -7,16 +7,24 @@ by the FHIRPath of the element it was read from, not by its case path alone.
 from __future__ import annotations
 
 import datetime
+import json
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from service.errors import InvalidInput
-from service.fhir.intake import BundleCase, case_from_bundle, cite
-from service.fhir.outcome import Issue, OperationOutcomeError
+from service.fhir.intake import BundleCase, case_from_bundle
+from service.fhir.outcome import FHIR_JSON, Issue, OperationOutcomeError
+
+
+def fhir_response(resource: dict[str, Any], status: int = 200) -> Any:
+    from fastapi import Response
+
+    return Response(json.dumps(resource, ensure_ascii=False), status_code=status, media_type=FHIR_JSON,
+                    headers={"Cache-Control": "no-store"})
 
 
 def dictionary_of(evaluator: Any) -> Any:
-    return evaluator.catalog.dictionary
+    return evaluator.dictionary
 
 
 def read_bundle(evaluator: Any, bundle: Any, *, external_id: str | None = None, policy: str | None = None,
@@ -29,8 +37,8 @@ def evaluate_bundle(evaluator: Any, bundle: Any, **query: Any) -> tuple[BundleCa
     """The case a Bundle documents, and its result (evidence read from FHIR cites its resource)."""
     read = read_bundle(evaluator, bundle, **query)
     with outcome_errors(read):
-        result = evaluator.evaluate(read.case)
-    return read, cite(result, read.fhir.provenance)
+        result = evaluator.evaluate(read.case, provenance=read.fhir.provenance)
+    return read, result
 
 
 @contextmanager

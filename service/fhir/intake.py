@@ -171,18 +171,3 @@ def _order_date(items: list[Located]) -> tuple[datetime.date, str] | None:
                     return parsed[0], f"{item.path}.{path}"
     return None
 
-
-def cite(result: dict[str, Any], provenance: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Give every evidence item of ``result`` whose value came from FHIR its ``source``."""
-    for finding in [*result.get("criteria", []), *result.get("flags", [])]:
-        for evidence in finding.get("evidence", []):
-            _cite(evidence, provenance)
-    for evidence in result.get("other_evidence", []):
-        _cite(evidence, provenance)
-    return result
-
-
-def _cite(evidence: dict[str, Any], provenance: dict[str, dict[str, Any]]) -> None:
-    source = provenance.get(evidence.get("field"))
-    if source is not None:
-        evidence["source"] = {"reference": source["reference"], "date": source["date"]}

@@ -66,7 +66,13 @@ def bundle_entries(bundle: Any) -> list[Located]:
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
         raise OperationOutcomeError.one("structure", "Bundle.entry must be an array.", "Bundle.entry")
-    located, issues = [], []
+    # The Bundle itself is validated without its resources (each is validated if it is read).
+    shell = {**bundle, "entry": [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+                                 for e in entries]}
+    if not entries:
+        shell.pop("entry")
+    issues = validation_issues(Located(shell, "Bundle"))
+    located = []
     for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if resource is None:

@@ -13,10 +13,10 @@ from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, Revie
 from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
-from service.fhir.evaluation import outcome_errors, read_bundle
-from service.fhir.intake import cite
+from service.fhir.evaluation import dictionary_of, fhir_response, outcome_errors, read_bundle
 from service.fhir.outcome import FHIR_JSON
 from service.fhir.parse import read_json
+from service.fhir.questionnaire import for_evaluation
 from service.store.database import (
     Database,
     get_evaluation_result,
@@ -36,7 +36,16 @@ _JSON = "application/json"
 _CASE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Case"}}},
+        "content": {
+            _JSON: {"schema": {"$ref": "#/components/schemas/Case"}},
+            # docs/fhir.md: a FHIR R4 Bundle; query parameters external_id, policy, service_date
+            FHIR_JSON: {"schema": {
+                "type": "object", "required": ["resourceType"],
+                "properties": {"resourceType": {"const": "Bundle"}, "type": {"type": "string"},
+                               "identifier": {"type": "object", "properties": {"value": {"type": "string"}}},
+                               "entry": {"type": "array", "items": {"type": "object"}}},
+            }},
+        },
     }
 }
 _EVALUATION_LIST_SCHEMA = {
@@ -56,8 +65,11 @@ _EVALUATION_LIST_SCHEMA = {
     response_description="The result (see the contract); also served by GET /v1/evaluations/{id}",
     responses={
         201: {"content": {_JSON: {"schema": {"type": "object"}}}},
+        400: {"description": "A FHIR request whose body is not JSON (an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
         413: {"model": ErrorResponse},
-        422: {"model": InvalidRequestResponse},
+        422: {"model": InvalidRequestResponse, "description": "Invalid case (a FHIR request: an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
     },
 )
 async def create_evaluation(
@@ -88,6 +100,20 @@ def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Resp
     if result_json is None:
         raise HTTPException(404, detail="No evaluation with this id.")
     return Response(result_json, media_type=_JSON)
+
+
+@router.get(
+    "/{evaluation_id}/questionnaire",
+    summary="An SDC Questionnaire (FHIR R4) asking only for the fields this evaluation is missing",
+    responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
+)
+def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: IntakeKey, db: DatabaseDep,
+                                 evaluator: EvaluatorDep) -> Response:
+    result_json = get_evaluation_result(db, evaluation_id)
+    if result_json is None:
+        raise HTTPException(404, detail="No evaluation with this id.")
+    url = str(request.url.replace(query=None))
+    return fhir_response(for_evaluation(dictionary_of(evaluator), json.loads(result_json), url))
 
 
 @router.get(
@@ -135,9 +161,7 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
 def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str,
                        provenance: dict[str, Any] | None = None) -> tuple[str, str]:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
-    result = evaluator.evaluate(payload)
-    if provenance:
-        cite(result, provenance)
+    result = evaluator.evaluate(payload, provenance=provenance)
     # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
     result_json = pydantic_core.to_json(result).decode()
     save_evaluation(
