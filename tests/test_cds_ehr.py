@@ -67,6 +67,7 @@ def test_without_prefetch_everything_is_read_from_the_ehr_with_its_token(cds, da
     assert "/fhir/Patient/123" in paths
     assert "/fhir/Coverage?patient=123&status=active" in paths
     assert "/fhir/QuestionnaireResponse?patient=123" in paths
+    assert any(p.startswith("/fhir/Observation?patient=123&code=") and "72514-3" in p for p in paths)
     assert len(list_evaluation_results(database, body["hookInstance"])) == 1
 
 

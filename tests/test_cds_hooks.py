@@ -52,6 +52,11 @@ def test_discovery_offers_order_sign_and_order_select_for_the_policy_with_order_
         options = service["extension"]["davinci-crd.configuration-options"]
         assert {o["code"]: o["type"] for o in options} == {"coverage-info": "boolean"}
         assert f"{CPT}|64568" in service["description"]
+        # Observations are asked for by the codes rules/fields.yaml reads them by (NRS, BMI, ODI).
+        observations = service["prefetch"]["observations"]
+        assert observations.startswith("Observation?patient={{context.patientId}}&code=")
+        for code in ("72514-3", "39156-5", "97909-6"):
+            assert f"http://loinc.org|{code}" in observations
 
 
 def test_a_policy_without_order_codes_offers_no_service(tmp_path):
@@ -149,6 +154,21 @@ def test_every_criterion_documented_asks_for_no_documentation(cds):
     assert "13 of 13 criteria" in values(information, "reason")[0]["text"]
     for url in ("doc-needed", "doc-purpose", "questionnaire"):
         assert values(information, url) == []
+
+
+def test_real_observations_in_prefetch_are_evaluated_and_cited(cds, database):
+    """The real NRS Observation (valueInteger 7) and BMI Observation of shared/fhir-examples, in
+    prefetch: the stored evaluation reads them and its evidence names each resource."""
+    nrs = example("fhirems_Observation-ex-ems-pain-score.json")
+    bmi = example("us-core-6.1.0_bmi.json")
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE), "observations": searchset(nrs, bmi)}
+    [action] = actions_of(hook(cds, minimal_request(reactiv8_order(), prefetch=prefetch)))
+    [assertion_id] = values(check_action(action, reactiv8_order()), "coverage-assertion-id")
+    stored = json.loads(get_evaluation_result(database, assertion_id))
+    evidence = {e["field"]: e for c in stored["criteria"] for e in c["evidence"]}
+    assert evidence["low_back_pain.nrs"]["value"] == 7
+    assert evidence["low_back_pain.nrs"]["source"]["reference"] == f"Observation/{nrs['id']}"
+    assert evidence["patient.age_years"]["source"]["reference"] == "Patient/123"
 
 
 def test_a_criterion_not_met_is_named_in_the_reason(cds):
