@@ -256,6 +256,18 @@ def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, databa
     assert list_evaluation_results(database, body["hookInstance"]) == []
 
 
+def test_a_hook_instance_that_cannot_be_an_external_id_is_refused(cds, database):
+    body = minimal_request(reactiv8_order())
+    body["hookInstance"] = "abc\u202edef"
+    outcome = outcome_of(hook(cds, body), 400)
+    assert outcome["issue"][0]["expression"] == ["hookInstance"]
+
+
+def test_an_order_dated_before_the_policy_is_in_force_gets_no_answer(cds):
+    order = reactiv8_order(occurrenceDateTime="2020-01-15")
+    assert actions_of(hook(cds, minimal_request(order))) == []
+
+
 def test_an_unknown_service_is_not_found(cds):
     assert hook(cds, minimal_request(reactiv8_order()), "no-such-service").status_code == 404
 

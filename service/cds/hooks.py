@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -82,7 +82,6 @@ def parse_request(body: Any) -> HookRequest:
 class Answer:
     status: int
     body: dict[str, Any]
-    evaluations: list[str] = field(default_factory=list)
 
 
 NO_ANSWER = {"cards": []}
@@ -205,13 +204,16 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
         return Answer(200, {"cards": [], "systemActions": actions})
 
     clinical = [r for key in CLINICAL_KEYS for r in resources_of(prefetch.get(key))]
-    actions, evaluations = [], []
+    cases = []  # every order's case is read before any is stored: a bad resource stores nothing
     for order in orders:
         day = service_date(order, today)
         try:
-            read = hc.map_case([*clinical, order, coverages[0]], day)
+            read = await hc.run_sync(hc.map_case, [*clinical, order, coverages[0]], day)
         except OperationOutcomeError as error:
             raise HookError(400, error.issues) from None
+        cases.append((order, day, read))
+    actions = []
+    for order, day, read in cases:
         payload = {**read.payload, "external_id": request.hookInstance, "policy": service.policy_id,
                    "service_date": day.isoformat()}
         try:
@@ -224,7 +226,6 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
                       "hookInstance" if e["field"] == "external_id" else read.expressions.get(e["field"]))
                 for e in error.errors
             ]) from None
-        evaluations.append(evaluation_id)
         information = ci.criteria_information(
             result, coverage_reference,
             ask_for_documentation=request.hook == "order-sign",
@@ -235,7 +236,7 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
     body: dict[str, Any] = {"cards": []}
     if actions:
         body["systemActions"] = actions
-    return Answer(200, body, evaluations)
+    return Answer(200, body)
 
 
 def _reference(coverage: dict[str, Any], prefetched: Any) -> str:
