@@ -8,9 +8,10 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.cds import discovery, hooks
@@ -42,12 +43,23 @@ def _config(request: Request) -> CdsConfig:
     return request.app.state.cds
 
 
-async def cds_client(request: Request) -> str:
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="CdsHooksJWT",
+    bearerFormat="JWT",
+    description="CDS Hooks 2.0 client JWT (RS384 or ES384) from a client listed in COVERAGE_CRITERIA_CDS_CLIENTS; "
+    "aud is the URL of the endpoint called (docs/cds-hooks.md).",
+)
+
+
+async def cds_client(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> str:
     """The api_keys id of the CDS client whose JWT this call carries; 401 otherwise."""
     config = _config(request)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = credentials.credentials if credentials else ""
     try:
-        if scheme.lower() != "bearer" or not token.strip():
+        if not token.strip():
             raise Unauthorized("A JWT is required: Authorization: Bearer <JWT>.")
         if config.public_url is None:
             raise Unauthorized("CDS Hooks is not set up on this service (COVERAGE_CRITERIA_PUBLIC_URL).")
