@@ -121,6 +121,7 @@ class FhirServer:
     def __init__(self, resources: list[dict[str, Any]], token: str = "ehr-token"):
         self.resources, self.token = resources, token
         self.delay, self.status = 0.0, None
+        self.page_size: int | None = None  # searches answer in pages linked by "next"
         self.requests: list[tuple[str, str | None]] = []
         outer = self
 
@@ -162,7 +163,14 @@ class FhirServer:
             codes = {c.split("|")[-1] for c in query["code"][0].split(",")}
             of_type = [r for r in of_type
                        if any(c.get("code") in codes for c in r.get("code", {}).get("coding", []))]
-        return 200, searchset(*of_type)
+        if self.page_size is None:
+            return 200, searchset(*of_type)
+        page = int(query.get("_page", ["0"])[0])
+        bundle = searchset(*of_type[page * self.page_size:(page + 1) * self.page_size])
+        if (page + 1) * self.page_size < len(of_type):
+            following = f"{self.url}/{segments[0]}?{parts.query.split('&_page=')[0]}&_page={page + 1}"
+            bundle["link"] = [{"relation": "next", "url": following}]
+        return 200, bundle
 
     def __enter__(self) -> "FhirServer":
         self.thread.start()

@@ -89,6 +89,18 @@ def test_a_real_inferno_request_with_a_reactiv8_order_reads_the_ehr(cds):
     assert ehr.requests
 
 
+def test_a_search_answered_in_pages_is_read_to_the_end(cds):
+    """Three DTR responses, one a page: the last one answers the NRS; all three pages are read."""
+    first = response({k: v for k, v in ALL_MET.items() if k != "low_back_pain.nrs"}, rid="qr-a")
+    later = [response({"low_back_pain.nrs": 2}, rid="qr-b", day="2026-11-21"),
+             response({"low_back_pain.nrs": 8}, rid="qr-c", day="2026-11-22")]
+    with FhirServer([PATIENT, COVERAGE, first, *later], TOKEN) as ehr:
+        ehr.page_size = 1
+        [action] = actions_of(hook(cds, request(ehr.url)))
+    assert "13 of 13" in values(coverage_informations(action["resource"])[0], "reason")[0]["text"]
+    assert sum("QuestionnaireResponse" in path for path, _ in ehr.requests) == 3
+
+
 def test_a_slow_ehr_is_still_read_within_the_budget(cds):
     with FhirServer(ehr_resources(), TOKEN) as ehr:
         ehr.delay = 1.5  # each of the six reads; they run side by side
