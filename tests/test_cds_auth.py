@@ -153,6 +153,16 @@ def test_a_revoked_client_key_is_refused(cds, database, rsa_signer):
     assert call(cds, rsa_signer.token(PATH)).status_code == 401
 
 
+def test_behind_a_proxy_prefix_the_audience_is_still_the_public_url_of_the_endpoint(
+        database, evaluator, tmp_path, rsa_signer):
+    settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
+                        public_url=PUBLIC_URL, cds_clients_file=clients_file(tmp_path / "clients.json", rsa_signer))
+    with TestClient(create_app(settings, evaluator), root_path="/criteria") as client:
+        # As uvicorn --root-path passes it on (ASGI: the path includes the root path).
+        assert call(client, rsa_signer.token(PATH), f"/criteria{PATH}").status_code == 200
+        assert call(client, rsa_signer.token(PATH, aud=f"{PUBLIC_URL}/criteria{PATH}"), f"/criteria{PATH}").status_code == 401
+
+
 def test_without_a_public_url_no_call_is_admitted(database, evaluator, tmp_path, rsa_signer):
     settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
                         cds_clients_file=clients_file(tmp_path / "clients.json", rsa_signer))

@@ -63,7 +63,7 @@ async def cds_client(
             raise Unauthorized("A JWT is required: Authorization: Bearer <JWT>.")
         if config.public_url is None:
             raise Unauthorized("CDS Hooks is not set up on this service (COVERAGE_CRITERIA_PUBLIC_URL).")
-        claims = config.clients.verify(token.strip(), audience=config.public_url + request.url.path)
+        claims = config.clients.verify(token.strip(), audience=config.public_url + _service_path(request))
         database = request.app.state.database
         if not await run_in_threadpool(remember_token_id, database, claims["iss"], claims["jti"], expiry(claims)):
             raise Unauthorized("This token (its jti) has been used before.")
@@ -78,6 +78,12 @@ async def cds_client(
 
 
 CdsClient = Annotated[str, Depends(cds_client)]
+
+
+def _service_path(request: Request) -> str:
+    """The path called, below the service's root (a proxy's prefix is in the public URL already)."""
+    path, root = request.url.path, request.scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def _services(request: Request) -> dict[str, discovery.Service]:
