@@ -60,12 +60,16 @@ def test_the_worked_example_through_the_app_stores_the_plain_case(client, intake
     assert json.loads(stored) == expected
 
 
+ODI_QUESTIONNAIRE = {"resourceType": "Questionnaire", "id": "odi", "status": "active",
+                     "url": "http://example.org/Questionnaire/OswestryDisabilityIndexQuestionnaire",
+                     "code": [{"system": "http://loinc.org", "code": "97908-8"}]}
 # (resources, the same facts as plain JSON): one row per FHIR path of every field with a fhir: source
 BASE = [patient("1974-06-15"), order(DAY)]
 PATHS = {
     "age from birthDate": ([], {"patient": {"age_years": 52}}),
     "birthday on the service date": ([patient("1950-12-01", "pat-2")], {"patient": {"age_years": 76}}),
     "bmi kg/m2": ([bmi(36.5)], {"patient": {"bmi": 36.5}}),
+    "bmi lb/in2 converted": ([bmi(0.044377, unit="[lb_av]/[in_i]2")], {"patient": {"bmi": 31.2001}}),
     "nrs valueInteger": ([nrs(7)], {"low_back_pain": {"nrs": 7}}),
     "nrs valueQuantity": ([observation("72514-3", "n", "2026-10-02", **quantity(5, "{score}"))], {"low_back_pain": {"nrs": 5}}),
     "nrs latest wins": ([nrs(3, "a", "2026-01-02"), nrs(8, "b", "2026-11-02"), nrs(1, "c", "2026-12-24")],
@@ -75,6 +79,8 @@ PATHS = {
     "odi observation": ([observation("97909-6", "o", "2026-10-02", **quantity(44, "%"))], {"low_back_pain": {"odi_percent": 44}}),
     "odi response score": ([odi_response([1] * 10, score=38)], {"low_back_pain": {"odi_percent": 38}}),
     "odi response ordinals": ([odi_response([4, 4, 4, 4, 4, 4, 4, 4, 4, 4])], {"low_back_pain": {"odi_percent": 80}}),
+    "odi response by questionnaire code": ([ODI_QUESTIONNAIRE, odi_response([None] * 9 + [2], score=30)],
+                                           {"low_back_pain": {"odi_percent": 30}}),
     "lbp duration": ([condition("M54.59", "lbp", onset="2025-12-01")], {"low_back_pain": {"duration_months": 12},
                                                                      "diagnosis_codes": ["M54.59"]}),
     "diagnosis codes": ([condition("M62.85", "m", recorded="2026-01-01")], {"diagnosis_codes": ["M62.85"]}),
@@ -86,6 +92,8 @@ PATHS = {
     "physical therapy failed": ([procedure("91251008", "pt", "2026-02-01", outcome="385671000")],
                                 {"conservative_care": {"physical_therapy_outcome": "failed"}}),
     "prior lumbar fusion": ([procedure("50172003", "f", "2015-02-01")], {"surgery": {"prior_spine_surgery_at_or_below_t8": True}}),
+    "prior lumbar laminectomy (CPT)": ([procedure("63047", "l", "2015-02-01", system="http://www.ama-assn.org/go/cpt")],
+                                       {"surgery": {"prior_spine_surgery_at_or_below_t8": True}}),
     "questionnaire items": ([response({"low_back_pain.mechanical": True, "device.able_to_operate": False,
                                        "multifidus_dysfunction.prone_instability_test": "positive",
                                        "conservative_care.duration_months": 9.5})],
@@ -106,6 +114,12 @@ def test_every_fhir_path_gives_the_result_of_the_same_facts_as_plain_json(client
     plain = post_case(client, intake_key, {"external_id": f"FHIR-{name}", "service_date": DAY, **facts})
     assert plain.status_code == 201, plain.text
     assert findings(response.json()) == findings(plain.json())
+
+
+def test_an_nrs_in_mm_is_refused_naming_its_unit(client, intake_key):
+    in_mm = observation("72514-3", "vas", "2026-10-02", **quantity(70, "mm"))
+    outcome = assert_outcome(post_bundle(client, intake_key, bundle(patient(), in_mm)), 422)
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry[1].resource.value.ofType(Quantity).code"]
 
 
 def test_unreadable_json_is_400_with_an_outcome(client, intake_key, database):

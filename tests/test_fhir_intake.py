@@ -220,3 +220,33 @@ def test_the_cli_evaluates_a_bundle_and_answers_an_invalid_one_with_an_outcome(t
     outcome = json.loads(done.stderr)
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["expression"] == ["Bundle.entry[0].resource.value.ofType(integer)"]
+
+
+def test_a_resource_about_another_patient_is_refused(evaluator, dictionary):
+    other = nrs(7)
+    other["subject"] = {"reference": "http://ehr.example/fhir/Patient/someone-else"}
+    with pytest.raises(OperationOutcomeError) as error:
+        read_bundle(evaluator, bundle(patient(rid="pat-1"), other))
+    assert error.value.issues[0].expression == "Bundle.entry[1].resource.subject.reference"
+    same = nrs(7)
+    same["subject"] = {"reference": "http://ehr.example/fhir/Patient/pat-1"}
+    assert read_bundle(evaluator, bundle(patient(rid="pat-1"), same)).case["low_back_pain"] == {"nrs": 7}
+
+
+def test_an_outcome_lists_at_most_100_issues_and_says_how_many_in_all():
+    from service.fhir.outcome import Issue, operation_outcome
+    from service.fhir.parse import Located, validation_issues
+
+    outcome = operation_outcome([Issue("value", f"bad {i}", f"Bundle.entry[{i}].resource") for i in range(130)])
+    assert len(outcome["issue"]) == 101
+    assert outcome["issue"][-1]["diagnostics"] == "130 issues in all; the first 100 are listed."
+    assert not validation_issues(Located(outcome, "OperationOutcome"))
+
+
+def test_an_outcome_from_tuples_severity_code_expression_diagnostics():
+    from service.fhir.outcome import operation_outcome
+
+    assert operation_outcome([("error", "required", "Bundle.entry[0].resource.status", "status is required")]) == {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "required", "diagnostics": "status is required",
+                   "expression": ["Bundle.entry[0].resource.status"]}]}

@@ -112,3 +112,36 @@ def test_round_trip_gaps_questionnaire_answers_complete(client, intake_key):
     assert mechanical["source"] == {"reference": "QuestionnaireResponse/answers-1", "date": "2026-11-25"}
 
     assert client.get("/v1/evaluations/nope/questionnaire", headers=key).status_code == 404
+
+
+def test_answers_alone_complete_the_evaluation_whose_questionnaire_they_answer(client, intake_key, database):
+    key = {"X-API-Key": intake_key}
+    facts = [order("2026-12-01"), patient("1974-06-15"), bmi(31.2), nrs(7),
+             condition("M54.50", "lbp", onset="2024-10-01", recorded="2024-10-01"),
+             procedure("91251008", "pt", "2025-06-01", outcome="385671000"),
+             odi_response([3, 2, 3, 2, 2, 2, 3, 2, 1, 2])]
+    first = client.post("/v1/evaluations", content=json.dumps(bundle(*facts, identifier="RT-2")), headers={**FHIR, **key}).json()
+    questionnaire = client.get(f"/v1/evaluations/{first['evaluation_id']}/questionnaire", headers=key).json()
+    answers = respond(questionnaire)
+    # Only the QuestionnaireResponse: the rest of the case comes from the evaluation it answers.
+    second = client.post("/v1/evaluations", content=json.dumps(bundle(answers, identifier=None)), headers={**FHIR, **key})
+    assert second.status_code == 201, second.text
+    complete = second.json()
+    assert (complete["external_id"], complete["service_date"]) == ("RT-2", "2026-12-01")
+    assert complete["summary"]["outcome"] == "all_criteria_met" and complete["missing_information"] == []
+    evidence = {e["field"]: e for c in complete["criteria"] for e in c["evidence"]}
+    assert evidence["low_back_pain.nrs"]["value"] == 7  # from the first evaluation, still cited
+    assert evidence["low_back_pain.nrs"]["source"] == {"reference": "Observation/nrs-1", "date": "2026-10-02"}
+    assert evidence["low_back_pain.mechanical"]["source"]["reference"] == "QuestionnaireResponse/answers-1"
+
+    answers["questionnaire"] = questionnaire["url"].replace(first["evaluation_id"], "no-such-evaluation")
+    refused = client.post("/v1/evaluations", content=json.dumps(bundle(answers)), headers={**FHIR, **key})
+    assert refused.status_code == 422 and refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_complete_evaluation_has_a_questionnaire_without_items(client, intake_key):
+    key = {"X-API-Key": intake_key}
+    done = client.post("/v1/evaluations", content=json.dumps(example_bundle()), headers={**FHIR, **key}).json()
+    assert done["missing_information"] == []
+    questionnaire = client.get(f"/v1/evaluations/{done['evaluation_id']}/questionnaire", headers=key).json()
+    assert "item" not in questionnaire and not validation_issues(Located(questionnaire, "Questionnaire"))

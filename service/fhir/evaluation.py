@@ -28,9 +28,10 @@ def dictionary_of(evaluator: Any) -> Any:
 
 
 def read_bundle(evaluator: Any, bundle: Any, *, external_id: str | None = None, policy: str | None = None,
-                service_date: str | None = None, today: datetime.date | None = None) -> BundleCase:
+                service_date: str | None = None, today: datetime.date | None = None,
+                base: dict[str, Any] | None = None) -> BundleCase:
     return case_from_bundle(bundle, dictionary_of(evaluator), external_id=external_id, policy=policy,
-                            service_date=service_date, today=today)
+                            service_date=service_date, today=today, base=base)
 
 
 def evaluate_bundle(evaluator: Any, bundle: Any, **query: Any) -> tuple[BundleCase, dict[str, Any]]:
@@ -39,6 +40,13 @@ def evaluate_bundle(evaluator: Any, bundle: Any, **query: Any) -> tuple[BundleCa
     with outcome_errors(read):
         result = evaluator.evaluate(read.case, provenance=read.fhir.provenance)
     return read, result
+
+
+def evidence_sources(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The FHIR source of each field's evidence in a result, so a later evaluation built on its
+    case still cites where those values came from."""
+    items = [e for f in (*result.get("criteria", []), *result.get("flags", [])) for e in f.get("evidence", [])]
+    return {e["field"]: e["source"] for e in (*items, *result.get("other_evidence", [])) if "source" in e}
 
 
 @contextmanager

@@ -11,6 +11,7 @@ resource for a field leaves it out of the case: unknown, never false.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -20,6 +21,7 @@ from service.fhir.readers import Context, Found, answers, maybe_read, moment, re
 from service.fhir.sources import Source, parse_sources
 
 _ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 @dataclass
@@ -54,6 +56,7 @@ def case_from_resources(resources: Iterable[dict[str, Any]], dictionary: Any, *,
 
 
 def case_from_located(items: list[Located], dictionary: Any, service_date: datetime.date) -> FhirCase:
+    """Validate the resources the dictionary's sources read, read every value, keep the latest."""
     fields = dictionary.fields
     sources = field_sources(dictionary)
     patients = [item for item in items if item.type == "Patient"]
@@ -66,6 +69,7 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
     read_items = [item for item in items
                   if any(relevant(s, item) for group in sources.values() for s in group)]
     validate(_unique(read_items + responses + questionnaires))
+    _same_patient(patients[0] if patients else None, read_items + responses)
 
     context = Context(service_date, {q.resource["url"]: q.resource for q in questionnaires})
     found: dict[str, list[Found]] = {}
@@ -103,6 +107,24 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
     return case
 
 
+def _same_patient(patient: Located | None, items: list[Located]) -> None:
+    """Refuse resources about another patient than the request's Patient (``Patient/<id>`` references)."""
+    patient_id = patient.resource.get("id") if patient is not None else None
+    if not patient_id:
+        return
+    issues = []
+    for item in items:
+        for element in ("subject", "patient"):
+            reference = item.resource.get(element)
+            text = reference.get("reference") if isinstance(reference, dict) else None
+            match = _PATIENT_REFERENCE.search(text) if isinstance(text, str) else None
+            if match and match.group(1) != patient_id:
+                issues.append(Issue("business-rule", f"{item.reference} is about Patient/{match.group(1)}, not the "
+                                    f"request's Patient/{patient_id}.", f"{item.path}.{element}.reference"))
+    if issues:
+        raise OperationOutcomeError(issues)
+
+
 def _unique(items: list[Located]) -> list[Located]:
     return list({id(item): item for item in items}.values())
 
@@ -117,20 +139,27 @@ class BundleCase:
 
 
 def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = None, policy: str | None = None,
-                     service_date: str | None = None, today: datetime.date | None = None) -> BundleCase:
+                     service_date: str | None = None, today: datetime.date | None = None,
+                     base: dict[str, Any] | None = None) -> BundleCase:
     """The case a Bundle documents. ``external_id`` defaults to ``Bundle.identifier.value`` (an
     OperationOutcome when neither exists), ``service_date`` (YYYY-MM-DD) to the occurrence date of
-    the Bundle's service or device request, else ``today``."""
+    the Bundle's service or device request, else ``today``. With ``base`` (the stored case of the
+    evaluation whose questionnaire the Bundle answers), the Bundle's values complete that case:
+    its own values win, and the base gives the external_id, policy and service date it lacks."""
     items = bundle_entries(bundle)
+    base = base or {}
     expressions: dict[str, str] = {}
     if external_id is None:
         identifier = bundle.get("identifier")
         external_id = identifier.get("value") if isinstance(identifier, dict) else None
+        if external_id is not None:
+            expressions["external_id"] = "Bundle.identifier.value"
+        else:
+            external_id = base.get("external_id")
         if external_id is None:
             raise OperationOutcomeError.one(
                 "required", "external_id is needed: give Bundle.identifier.value or the external_id query parameter.",
                 "Bundle.identifier.value")
-        expressions["external_id"] = "Bundle.identifier.value"
     day: datetime.date | None = None
     if service_date is not None:
         parsed = moment(service_date) if len(service_date) == 10 else None
@@ -141,13 +170,34 @@ def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = 
         found = _order_date(items)
         if found is not None:
             day, expressions["service_date"] = found
+        elif isinstance(base.get("service_date"), str):
+            day = datetime.date.fromisoformat(base["service_date"])
     day = day or today or datetime.date.today()
     fhir = case_from_located(items, dictionary, day)
     fhir.expressions.update(expressions)
-    case: dict[str, Any] = {"external_id": external_id, "service_date": day.isoformat(), **fhir.payload}
+    case: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in fhir.payload.items():
+        case[key] = {**case[key], **value} if isinstance(value, dict) and isinstance(case.get(key), dict) else value
+    case.update(external_id=external_id, service_date=day.isoformat())
     if policy is not None:
         case["policy"] = policy
     return BundleCase(case, fhir)
+
+
+_EVALUATION_QUESTIONNAIRE = re.compile(r"/v1/evaluations/([^/|]+)/questionnaire(?:\|[^/]*)?$")
+
+
+def continued_evaluation(bundle: Any) -> str | None:
+    """The evaluation whose questionnaire a QuestionnaireResponse of the Bundle answers, if any."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "QuestionnaireResponse" \
+                and isinstance(resource.get("questionnaire"), str) and maybe_read(resource):
+            match = _EVALUATION_QUESTIONNAIRE.search(resource["questionnaire"])
+            if match:
+                return match.group(1)
+    return None
 
 
 def _order_date(items: list[Located]) -> tuple[datetime.date, str] | None:

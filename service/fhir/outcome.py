@@ -24,9 +24,11 @@ class Issue:
     severity: str = "error"
 
 
-def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
-    """The OperationOutcome resource (R4) holding ``issues``."""
-    issues = list(issues)
+def operation_outcome(issues: Iterable[Issue | tuple[str, str, str | None, str]]) -> dict[str, Any]:
+    """The OperationOutcome resource (R4) holding ``issues``: Issues, or tuples
+    ``(severity, code, expression, diagnostics)``."""
+    issues = [i if isinstance(i, Issue) else Issue(code=i[1], diagnostics=i[3], expression=i[2], severity=i[0])
+              for i in issues]
     shown = issues[:MAX_ISSUES]
     entries = []
     for issue in shown:

@@ -53,7 +53,8 @@ def questionnaire(dictionary: Any, paths: Iterable[str], *, url: str, title: str
                      "status": status, "subjectType": ["Patient"]})
     if description:
         resource["description"] = description
-    resource["item"] = items
+    if items:  # FHIR JSON has no empty arrays: a complete evaluation's questionnaire has no items
+        resource["item"] = items
     return resource
 
 

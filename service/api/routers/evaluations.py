@@ -13,12 +13,14 @@ from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, Revie
 from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
-from service.fhir.evaluation import dictionary_of, fhir_response, outcome_errors, read_bundle
-from service.fhir.outcome import FHIR_JSON
+from service.fhir.evaluation import dictionary_of, evidence_sources, fhir_response, outcome_errors, read_bundle
+from service.fhir.intake import continued_evaluation
+from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 from service.fhir.parse import read_json
 from service.fhir.questionnaire import for_evaluation
 from service.store.database import (
     Database,
+    get_evaluation_case,
     get_evaluation_result,
     list_evaluation_results,
     save_evaluation,
@@ -153,9 +155,17 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
                               query: dict[str, str | None]) -> tuple[str, str]:
     """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
     evaluated again (``rules impact``) without FHIR."""
-    read = read_bundle(evaluator, read_json(body), **query)
+    bundle = read_json(body)
+    base, earlier = None, {}
+    if (continued := continued_evaluation(bundle)) is not None:  # answers to an evaluation's questionnaire
+        base_json = get_evaluation_case(db, continued)
+        if base_json is None:
+            raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
+                                            "an evaluation this service does not hold.")
+        base, earlier = json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
+    read = read_bundle(evaluator, bundle, base=base, **query)
     with outcome_errors(read):
-        return evaluate_and_store(evaluator, db, read.case, key_id, read.fhir.provenance)
+        return evaluate_and_store(evaluator, db, read.case, key_id, {**earlier, **read.fhir.provenance})
 
 
 def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str,

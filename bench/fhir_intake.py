@@ -1,6 +1,9 @@
 """Microseconds per case on the FHIR path next to the plain-JSON path, in one run; print JSON.
 
-    python bench/fhir.py [--cases 500] [--repeat 5]
+    python bench/fhir_intake.py [--cases 500] [--repeat 5]
+
+(Not ``bench/fhir.py``: scripts here put bench/ on sys.path, where a fhir.py would shadow the
+``fhir`` package of fhir.resources.)
 
 Cases are variants of the worked example (examples/bundle.json: 10 resources, 9 of them read):
 each Bundle gets its own NRS, BMI, birth date and ODI answers, and its plain twin is the case the
@@ -30,9 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path and this file would shadow the
-# ``fhir`` package (fhir.resources); the project root takes its place.
-sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
 
 from service.engine.evaluation import Evaluator  # noqa: E402
 from service.fhir.evaluation import evaluate_bundle, read_bundle  # noqa: E402
