@@ -17,6 +17,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from cds_client import PUBLIC_URL, SIGN, Signer, clients_file
 from conftest import FULL_CASE
 from crd_invariants import INVARIANTS, coverage_informations, values, violations
+from fhir_support import response
 from service.api.app import create_app
 from service.settings import Settings
 
@@ -42,6 +43,11 @@ ALL_MET = {f"{section}.{name}": value for section, fields in FULL_CASE.items() i
 COVERAGE = {"resourceType": "Coverage", "id": "cov-1", "status": "active",
             "beneficiary": {"reference": "Patient/123"}, "payor": [{"reference": "Organization/payer"}]}
 PATIENT = {"resourceType": "Patient", "id": "123", "birthDate": "1974-06-15"}
+
+
+def dtr(answers: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A DTR QuestionnaireResponse about the requests' patient (Patient/123), answering fields by path."""
+    return {**response(answers, **options), "subject": {"reference": "Patient/123"}}
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_client import PUBLIC_URL, FhirServer, clients_file, reactiv8_order, searchset, with_order
-from cds_support import (ALL_MET, COVERAGE, PATIENT, actions_of, cds, check_action, example, hook,  # noqa: F401
+from cds_support import (ALL_MET, COVERAGE, PATIENT, dtr, actions_of, cds, check_action, example, hook,  # noqa: F401
                          outcome_of, signer)
 from crd_invariants import coverage_informations, values
-from fhir_support import response
 from service.api.app import create_app
 from service.settings import Settings
 from service.store.database import list_evaluation_results
@@ -26,9 +25,7 @@ BUDGET = 5.0
 
 
 def ehr_resources() -> list[dict]:
-    qr = response(ALL_MET, rid="qr-ehr")
-    qr["subject"] = {"reference": "Patient/123"}
-    return [PATIENT, COVERAGE, qr]
+    return [PATIENT, COVERAGE, dtr(ALL_MET, rid="qr-ehr")]
 
 
 def request(fhir_server: str, *, prefetch: dict | None = None, version: str | None = None, token: str = TOKEN) -> dict:
@@ -91,9 +88,9 @@ def test_a_real_inferno_request_with_a_reactiv8_order_reads_the_ehr(cds):
 
 def test_a_search_answered_in_pages_is_read_to_the_end(cds):
     """Three DTR responses, one a page: the last one answers the NRS; all three pages are read."""
-    first = response({k: v for k, v in ALL_MET.items() if k != "low_back_pain.nrs"}, rid="qr-a")
-    later = [response({"low_back_pain.nrs": 2}, rid="qr-b", day="2026-11-21"),
-             response({"low_back_pain.nrs": 8}, rid="qr-c", day="2026-11-22")]
+    first = dtr({k: v for k, v in ALL_MET.items() if k != "low_back_pain.nrs"}, rid="qr-a")
+    later = [dtr({"low_back_pain.nrs": 2}, rid="qr-b", day="2026-11-21"),
+             dtr({"low_back_pain.nrs": 8}, rid="qr-c", day="2026-11-22")]
     with FhirServer([PATIENT, COVERAGE, first, *later], TOKEN) as ehr:
         ehr.page_size = 1
         [action] = actions_of(hook(cds, request(ehr.url)))

@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from cds_client import CPT, POLICY, PUBLIC_URL, SELECT, SIGN, reactiv8_order, searchset, with_order
-from cds_support import (ALL_MET, COVERAGE, PATIENT, ROOT, actions_of, cds, check_action, example, hook,  # noqa: F401
+from cds_support import (ALL_MET, COVERAGE, PATIENT, dtr, ROOT, actions_of, cds, check_action, example, hook,  # noqa: F401
                          outcome_of, signer)
 from crd_invariants import coverage_informations, values, violations
-from fhir_support import response
 from service.cds.discovery import services
 from service.policy.rules import RuleError, load_catalog
 from service.store.database import get_evaluation_result, list_evaluation_results
@@ -148,7 +147,7 @@ def test_a_device_request_coded_for_the_policy_matches(cds):
 def test_every_criterion_documented_asks_for_no_documentation(cds):
     order = reactiv8_order()
     prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE),
-                "questionnaireResponses": searchset(response(ALL_MET, day="2026-11-20"))}
+                "questionnaireResponses": searchset(dtr(ALL_MET, day="2026-11-20"))}
     [action] = actions_of(hook(cds, minimal_request(order, prefetch=prefetch)))
     information = check_action(action, order)
     assert "13 of 13 criteria" in values(information, "reason")[0]["text"]
@@ -157,25 +156,44 @@ def test_every_criterion_documented_asks_for_no_documentation(cds):
 
 
 def test_real_observations_in_prefetch_are_evaluated_and_cited(cds, database):
-    """The real NRS Observation (valueInteger 7) and BMI Observation of shared/fhir-examples, in
-    prefetch: the stored evaluation reads them and its evidence names each resource."""
+    """The real NRS Observation (valueInteger 7) of shared/fhir-examples, in prefetch for its
+    patient: the stored evaluation reads it and its evidence names the resource."""
     nrs = example("fhirems_Observation-ex-ems-pain-score.json")
-    bmi = example("us-core-6.1.0_bmi.json")
-    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE), "observations": searchset(nrs, bmi)}
-    [action] = actions_of(hook(cds, minimal_request(reactiv8_order(), prefetch=prefetch)))
-    [assertion_id] = values(check_action(action, reactiv8_order()), "coverage-assertion-id")
+    patient_id = nrs["subject"]["reference"].split("/")[1]
+    patient = {**PATIENT, "id": patient_id}
+    prefetch = {"patient": patient, "coverage": searchset(COVERAGE), "observations": searchset(nrs)}
+    body = minimal_request(reactiv8_order(patient=patient_id), prefetch=prefetch)
+    body["context"]["patientId"] = patient_id
+    [action] = actions_of(hook(cds, body))
+    [assertion_id] = values(check_action(action, reactiv8_order(patient=patient_id)), "coverage-assertion-id")
     stored = json.loads(get_evaluation_result(database, assertion_id))
     evidence = {e["field"]: e for c in stored["criteria"] for e in c["evidence"]}
     assert evidence["low_back_pain.nrs"]["value"] == 7
     assert evidence["low_back_pain.nrs"]["source"]["reference"] == f"Observation/{nrs['id']}"
-    assert evidence["patient.age_years"]["source"]["reference"] == "Patient/123"
+    assert evidence["patient.age_years"]["source"]["reference"] == f"Patient/{patient_id}"
+
+
+def test_a_prefetched_patient_other_than_the_context_s_is_refused(cds, database):
+    body = minimal_request(reactiv8_order(), prefetch={"patient": {**PATIENT, "id": "someone-else"},
+                                                       "coverage": searchset(COVERAGE)})
+    assert outcome_of(hook(cds, body), 400)["issue"][0]["expression"] == ["prefetch.patient"]
+    assert list_evaluation_results(database, body["hookInstance"]) == []
+
+
+def test_data_about_another_patient_is_refused(cds, database):
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE),
+                "observations": searchset(example("fhirems_Observation-ex-ems-pain-score.json"))}
+    body = minimal_request(reactiv8_order(), prefetch=prefetch)
+    outcome = outcome_of(hook(cds, body), 400)
+    assert outcome["issue"][0]["expression"] == ["Observation.subject.reference"]
+    assert list_evaluation_results(database, body["hookInstance"]) == []
 
 
 def test_a_criterion_not_met_is_named_in_the_reason(cds):
     order = reactiv8_order()
     answers = {**ALL_MET, "low_back_pain.nrs": 3}
     prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE),
-                "questionnaireResponses": searchset(response(answers))}
+                "questionnaireResponses": searchset(dtr(answers))}
     [action] = actions_of(hook(cds, minimal_request(order, prefetch=prefetch)))
     reason = values(check_action(action, order), "reason")[0]["text"]
     assert "12 of 13" in reason and "not met: Severe pain" in reason

@@ -203,6 +203,9 @@ async def answer(request: HookRequest, service: Service, key_id: str, hc: HookCo
         actions = [ci.update_action(order, information) for order in orders]
         return Answer(200, {"cards": [], "systemActions": actions})
 
+    if any(p.get("id") != request.context.patientId for p in resources_of(prefetch.get("patient"), "Patient")):
+        raise HookError.one(400, "The Patient is not the one context.patientId names.", "prefetch.patient",
+                            "business-rule")
     clinical = [r for key in CLINICAL_KEYS for r in resources_of(prefetch.get(key))]
     cases = []  # every order's case is read before any is stored: a bad resource stores nothing
     for order in orders:
