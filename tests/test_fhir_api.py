@@ -127,6 +127,13 @@ def test_unreadable_json_is_400_with_an_outcome(client, intake_key, database):
     assert outcome["issue"][0]["code"] == "structure"
 
 
+def test_a_repeated_key_in_a_bundle_is_refused_naming_it(client, intake_key, database):
+    body = b'{"resourceType": "Bundle", "type": "collection", "type": "batch", "entry": []}'
+    outcome = assert_outcome(post_bundle(client, intake_key, body), 400)
+    assert outcome["issue"][0]["expression"] == ["Bundle.type"]
+    assert "more than once" in outcome["issue"][0]["diagnostics"]
+
+
 def test_invalid_input_is_422_naming_the_element_and_nothing_is_stored(client, intake_key, database):
     broken = nrs(7)
     broken["valueInteger"] = "seven"

@@ -13,7 +13,6 @@ does not sink the request.
 
 from __future__ import annotations
 
-import json
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +21,9 @@ from typing import Any, Iterable
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from service.errors import InvalidInput
 from service.fhir.outcome import Issue, OperationOutcomeError
+from service.json_input import parse_json
 
 _PRIMITIVES = {
     "base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id", "instant",
@@ -50,11 +51,15 @@ class Located:
 
 
 def read_json(body: bytes | str) -> Any:
-    """Parsed JSON; unreadable JSON is a 400 OperationOutcome."""
+    """Parsed JSON by the service's one JSON reader (service.json_input: repeated keys, deep
+    nesting, giant numbers and bad encodings refused); unreadable JSON is a 400 OperationOutcome."""
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise OperationOutcomeError.one("structure", f"The body is not valid JSON: {error}", status=400) from None
+        return parse_json(body)
+    except InvalidInput as error:
+        problem = error.errors[0]
+        # a repeated key's path, from the root, which is a Bundle in every FHIR request
+        expression = None if problem["field"] == "body" else f"Bundle.{problem['field']}"
+        raise OperationOutcomeError.one("structure", problem["message"], expression, status=400) from None
 
 
 def bundle_entries(bundle: Any) -> list[Located]:
