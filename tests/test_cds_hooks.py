@@ -257,10 +257,15 @@ def test_a_malformed_request_gets_an_operation_outcome_naming_the_field(cds, mut
     assert outcome["issue"][0]["expression"] == [where]
 
 
-def test_a_body_that_is_not_json_is_refused(cds):
+@pytest.mark.parametrize("content, where", [
+    (b"{not json", None),
+    (b'{"hook": "order-sign", "hook": "order-select"}', ["hook"]),
+    (b"[" * 100_000, None),
+])
+def test_a_body_that_is_not_readable_json_is_refused(cds, content, where):
     path = f"/cds-services/{SIGN}"
-    answer = cds.post(path, content=b"{not json", headers={**cds.signer.headers(path), "Content-Type": "application/json"})
-    outcome_of(answer, 400)
+    answer = cds.post(path, content=content, headers={**cds.signer.headers(path), "Content-Type": "application/json"})
+    assert outcome_of(answer, 400)["issue"][0].get("expression") == where
 
 
 def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, database):

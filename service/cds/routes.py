@@ -18,7 +18,8 @@ from service.cds import discovery, hooks
 from service.cds.auth import ClientRegistry, Unauthorized, expiry
 from service.cds.store import client_key, remember_token_id, save_feedback
 from service.api.routers.evaluations import evaluate_and_store
-from service.errors import field_path
+from service.errors import InvalidInput, field_path
+from service.json_input import parse_json
 from service.fhir.evaluation import dictionary_of
 from service.fhir.intake import FhirCase, case_from_resources
 from service.fhir.outcome import FHIR_JSON, Issue, operation_outcome
@@ -112,16 +113,21 @@ async def discover(request: Request) -> dict[str, Any]:
 async def call_service(service_id: str, request: Request, key_id: CdsClient) -> JSONResponse:
     service = _service(request, service_id)
     try:
-        body = json.loads(await request.body())
-        parsed = hooks.parse_request(body)
+        parsed = hooks.parse_request(await _read_body(request))
         answer = await hooks.answer(parsed, service, key_id, _hook_context(request))
-    except ValueError as error:  # JSON
-        return _outcome(400, operation_outcome([Issue("structure", f"The body is not JSON: {error}")]))
-    except RecursionError:
-        return _outcome(400, operation_outcome([Issue("structure", "The body is nested too deeply.")]))
     except hooks.HookError as error:
         return _outcome(error.status, error.outcome)
     return JSONResponse(answer.body, status_code=answer.status, headers={"Cache-Control": "no-store"})
+
+
+async def _read_body(request: Request) -> Any:
+    """The body by the service's one JSON reader (repeated keys, deep nesting, bad encodings refused)."""
+    try:
+        return parse_json(await request.body())
+    except InvalidInput as error:
+        problem = error.errors[0]
+        where = None if problem["field"] == "body" else problem["field"]
+        raise hooks.HookError.one(400, problem["message"], where, "structure") from None
 
 
 def _outcome(status: int, outcome: dict[str, Any]) -> JSONResponse:
@@ -165,7 +171,9 @@ class _FeedbackBody(BaseModel):
 async def feedback(service_id: str, request: Request, key_id: CdsClient) -> JSONResponse:
     service = _service(request, service_id)
     try:
-        parsed = _FeedbackBody.model_validate_json(await request.body())
+        parsed = _FeedbackBody.model_validate(await _read_body(request))
+    except hooks.HookError as error:
+        return _outcome(error.status, error.outcome)
     except ValidationError as error:
         return _outcome(400, operation_outcome(
             Issue("structure", e["msg"], field_path(e["loc"]))
