@@ -65,7 +65,7 @@ def test_without_prefetch_everything_is_read_from_the_ehr_with_its_token(cds, da
     assert "/fhir/Coverage?patient=123&status=active" in paths
     assert "/fhir/QuestionnaireResponse?patient=123" in paths
     assert any(p.startswith("/fhir/Observation?patient=123&code=") and "72514-3" in p for p in paths)
-    assert len(list_evaluation_results(database, body["hookInstance"])) == 1
+    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 1
 
 
 def test_only_what_prefetch_lacks_is_read(cds):
@@ -115,7 +115,7 @@ def test_an_ehr_too_slow_for_the_budget_is_a_technical_failure(cds, database, ve
         answer, elapsed = timed(cds, body)
     assert elapsed < BUDGET
     check_failure(answer, expected, "did not answer")
-    assert list_evaluation_results(database, body["hookInstance"]) == []
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
 @pytest.mark.parametrize("version, expected", [("2.2", 200), (None, 412)])

@@ -100,7 +100,7 @@ REAL_REQUESTS = [
 def test_real_requests_without_an_order_of_the_policy_get_no_answer_and_store_nothing(cds, database, name, service):
     request = example(name)
     assert actions_of(hook(cds, request, service)) == []
-    assert list_evaluation_results(database, request["hookInstance"]) == []
+    assert list_evaluation_results(database, request["hookInstance"]).results == []
 
 
 @pytest.mark.parametrize("name", ["crd-ig-2.1.0_order-sign-request_servicerequest.json",
@@ -177,7 +177,7 @@ def test_a_prefetched_patient_other_than_the_context_s_is_refused(cds, database)
     body = minimal_request(reactiv8_order(), prefetch={"patient": {**PATIENT, "id": "someone-else"},
                                                        "coverage": searchset(COVERAGE)})
     assert outcome_of(hook(cds, body), 400)["issue"][0]["expression"] == ["prefetch.patient"]
-    assert list_evaluation_results(database, body["hookInstance"]) == []
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
 def test_data_about_another_patient_is_refused(cds, database):
@@ -186,7 +186,7 @@ def test_data_about_another_patient_is_refused(cds, database):
     body = minimal_request(reactiv8_order(), prefetch=prefetch)
     outcome = outcome_of(hook(cds, body), 400)
     assert outcome["issue"][0]["expression"] == ["Observation.subject.reference"]
-    assert list_evaluation_results(database, body["hookInstance"]) == []
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
 def test_a_criterion_not_met_is_named_in_the_reason(cds):
@@ -223,7 +223,7 @@ def test_an_existing_coverage_information_for_the_same_coverage_is_replaced(cds)
 def test_a_client_that_turns_coverage_information_off_gets_none(cds, database):
     body = minimal_request(reactiv8_order(), extension={"davinci-crd.configuration": {"coverage-info": False}})
     assert actions_of(hook(cds, body)) == []
-    assert list_evaluation_results(database, body["hookInstance"]) == []
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
 def test_the_wrong_hook_is_refused(cds):
@@ -237,7 +237,7 @@ def test_exactly_one_coverage_is_needed(cds, database, coverages):
     body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": searchset(*coverages)})
     outcome = outcome_of(hook(cds, body), 400)
     assert outcome["issue"][0]["expression"] == ["prefetch.coverage"]
-    assert list_evaluation_results(database, body["hookInstance"]) == []
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
 def test_no_coverage_and_no_way_to_read_one_is_refused(cds):
@@ -276,7 +276,7 @@ def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, databa
                                                        "questionnaireResponses": searchset(bad)})
     outcome = outcome_of(hook(cds, body), 400)
     assert "nrs" in json.dumps(outcome)
-    assert list_evaluation_results(database, body["hookInstance"]) == []
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
 def test_a_hook_instance_that_cannot_be_an_external_id_is_refused(cds, database):

@@ -139,7 +139,7 @@ def _hook_context(request: Request) -> hooks.HookContext:
     evaluator, database = app.state.evaluator, app.state.database
 
     def store(payload: dict[str, Any], key_id: str, provenance: Any) -> tuple[str, dict[str, Any]]:
-        evaluation_id, result_json = evaluate_and_store(evaluator, database, payload, key_id, provenance)
+        evaluation_id, result_json = evaluate_and_store(evaluator, database, payload, key_id, provenance=provenance)
         return evaluation_id, json.loads(result_json)
 
     def map_case(resources: list[dict[str, Any]], day: datetime.date) -> FhirCase:
