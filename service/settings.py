@@ -19,6 +19,8 @@ class Settings:
     rules_dir: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
+    public_url: str | None = None
+    cds_clients_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -32,6 +34,9 @@ class Settings:
         - ``COVERAGE_CRITERIA_MAX_BODY_BYTES``: request body limit, default 1 MiB
         - ``COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE``: requests per API key per minute (per worker
           process), in bursts of up to as many; default 1200; 0 turns the limit off
+        - ``COVERAGE_CRITERIA_PUBLIC_URL``: the service's public base URL (CDS Hooks tokens name
+          an endpoint under it as their audience)
+        - ``COVERAGE_CRITERIA_CDS_CLIENTS``: JSON file of the CDS Hooks clients trusted, with their keys
         """
         data_dir = Path(environ.get("COVERAGE_CRITERIA_DATA_DIR") or "data").resolve()
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -39,10 +44,13 @@ class Settings:
             f"sqlite:///{data_dir / DATABASE_FILE}"
         )
         rules_dir = environ.get("COVERAGE_CRITERIA_RULES_DIR")
+        cds_clients = environ.get("COVERAGE_CRITERIA_CDS_CLIENTS")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
             rules_dir=Path(rules_dir) if rules_dir else None,
+            public_url=(environ.get("COVERAGE_CRITERIA_PUBLIC_URL") or "").rstrip("/") or None,
+            cds_clients_file=Path(cds_clients) if cds_clients else None,
             max_body_bytes=_whole_number(environ, "COVERAGE_CRITERIA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
             rate_limit_per_minute=_whole_number(
                 environ, "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE, 0

@@ -208,6 +208,11 @@ class _RuleEntry(_Format):
     citations: list[_CitationEntry] = Field(min_length=1)
 
 
+class _OrderCode(_Format):
+    system: str = Field(pattern=r"^(https?://|urn:)\S+$")
+    code: str = Field(pattern=r"^\S+$")
+
+
 class _PolicyFile(_Format):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: str = Field(min_length=1)
@@ -219,6 +224,18 @@ class _PolicyFile(_Format):
     sources: dict[str, _Source] = Field(min_length=1)
     criteria: list[_RuleEntry] = Field(min_length=1)
     flags: list[_RuleEntry] = []
+    orders: list[_OrderCode] = []
+
+
+@dataclass(frozen=True)
+class OrderCode:
+    """A code an order (ServiceRequest, DeviceRequest) carries when it asks for what the policy is about."""
+
+    system: str
+    code: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"system": self.system, "code": self.code}
 
 
 @dataclass(frozen=True)
@@ -268,6 +285,7 @@ class PolicyVersion:
     criteria: tuple[Rule, ...]
     flags: tuple[Rule, ...]
     folder: Path
+    orders: tuple[OrderCode, ...] = ()
 
     @property
     def key(self) -> str:
@@ -294,6 +312,7 @@ class PolicyVersion:
             "sources": self.sources,
             "criteria": [r.to_dict() for r in self.criteria],
             "flags": [r.to_dict() for r in self.flags],
+            "orders": [o.to_dict() for o in self.orders],
         }
 
 
@@ -359,6 +378,9 @@ def load_policy_file(path: Path, dictionary: Dictionary) -> PolicyVersion:
             f"policy: id and version ({parsed.id} {parsed.version}) must match the folders "
             f"<policy-id>/<version>/ ({path.parent.parent.name}/{path.parent.name})"
         )
+    orders = tuple(OrderCode(o.system, o.code) for o in parsed.orders)
+    if len(set(orders)) != len(orders):
+        problems.append("orders: lists a code twice")
     if parsed.effective_to and parsed.effective_to < parsed.effective_from:
         problems.append("effective_to: is before effective_from")
     if problems:
@@ -375,6 +397,7 @@ def load_policy_file(path: Path, dictionary: Dictionary) -> PolicyVersion:
         criteria=criteria,
         flags=flags,
         folder=path.parent,
+        orders=orders,
     )
 
 

@@ -1,0 +1,1 @@
+"""CDS Hooks (Da Vinci CRD): discovery, client authentication, the order hooks, feedback."""
