@@ -3,16 +3,24 @@
 SQLite by default (WAL journal, ``synchronous=FULL``: a commit that has returned survives a
 hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic migrations in
 ``service/store/migrations``, which :meth:`Database.migrate` applies.
+
+Evaluations are stored by group commit (:class:`GroupCommit`): one writer thread commits every
+evaluation waiting at that moment in one transaction, so one fsync serves many, and each caller
+learns that its own rows are durable only once that commit has returned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import queue
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -24,6 +32,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     String,
+    Table,
     Text,
     create_engine,
     event,
@@ -32,6 +41,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -45,6 +56,8 @@ logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.WARNING)
 # (5 kept, 10 more opened and closed on demand) a busy server opened and closed connections all
 # the time, which cost PostgreSQL ~1.5 ms of CPU per evaluation. Up to 40 connections per worker.
 _ENGINE_OPTIONS = {"hide_parameters": True, "pool_size": 20, "max_overflow": 20}
+# Evaluations one transaction commits at most; more wait for the next (bounds a commit's size).
+GROUP_COMMIT_MAX = 256
 # SQLite decides at open time whether a connection may write; after these errors the connection is
 # dropped so that the next request opens the file afresh, e.g. once it is writable again.
 _SQLITE_FILE_ERRORS = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")
@@ -97,6 +110,7 @@ class Database:
         # SQLite allows one writer at a time, and writers that find the file locked back off by
         # sleeping; queueing this process's writers on a lock instead keeps throughput up.
         self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
+        self.writer = GroupCommit(self.write)
 
     def session(self) -> Session:
         """A session for reading; use as ``with db.session() as session:``."""
@@ -127,6 +141,7 @@ class Database:
             command.upgrade(config, "heads")
 
     def dispose(self) -> None:
+        self.writer.close()
         self.engine.dispose()
 
 
@@ -146,8 +161,113 @@ def storable(value: str) -> bool:
     return "\x00" not in value
 
 
-def save_evaluation(
-    db: Database,
+# Rows to insert in one transaction, parents first: (table, column values).
+Rows = Sequence[tuple[Table, dict[str, Any]]]
+
+
+class GroupCommit:
+    """One writer thread that commits whatever rows are waiting, together.
+
+    ``submit(rows)`` queues one evaluation's rows (with any rows that must be committed with it)
+    and returns a future that completes once a commit holding them has returned, or fails with
+    that commit's error. The writer takes every item waiting (up to ``GROUP_COMMIT_MAX``) into one
+    transaction: under load, one fsync serves a whole batch, and an item never waits for more than
+    the commit in progress. Should a batch fail on one item's rows (a duplicate key, say), each
+    item is retried in a transaction of its own so that only that one fails; when the database is
+    unavailable, every item of the batch fails with that error and nothing is retried.
+    """
+
+    def __init__(self, begin: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._begin = begin
+        self._lock = threading.Lock()
+        self._writer: tuple[threading.Thread, queue.SimpleQueue] | None = None
+
+    def submit(self, rows: Rows) -> Future:
+        future: Future = Future()
+        with self._lock:  # started on first use: a process that forks workers never starts one
+            if self._writer is None:
+                waiting: queue.SimpleQueue[tuple[Rows, Future] | None] = queue.SimpleQueue()
+                thread = threading.Thread(target=self._run, args=(waiting,), name="group-commit", daemon=True)
+                thread.start()
+                self._writer = thread, waiting
+            self._writer[1].put((rows, future))
+        return future
+
+    def commit(self, rows: Rows) -> None:
+        """Submit and wait: when this returns, ``rows`` are committed."""
+        self.submit(rows).result()
+
+    async def commit_async(self, rows: Rows) -> None:
+        """Submit and wait without blocking the event loop."""
+        await asyncio.wrap_future(self.submit(rows))
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the writer (a later ``submit`` starts a new one)."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            thread, waiting = writer
+            waiting.put(None)
+            thread.join()
+
+    def _run(self, waiting: queue.SimpleQueue) -> None:
+        stopping = False
+        while not stopping:
+            item = waiting.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < GROUP_COMMIT_MAX:
+                try:
+                    item = waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            batch = [(rows, future) for rows, future in batch if future.set_running_or_notify_cancel()]
+            try:
+                self._commit_batch(batch)
+            except BaseException as error:  # never leave a caller waiting, whatever happened
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+
+    def _commit_batch(self, batch: list[tuple[Rows, Future]]) -> None:
+        try:
+            self._insert([rows for rows, _ in batch])
+        except (OperationalError, InterfaceError, PoolTimeoutError) as error:
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0][1].set_exception(error)
+                return
+            for rows, future in batch:
+                try:
+                    self._insert([rows])
+                except Exception as own_error:
+                    future.set_exception(own_error)
+                else:
+                    future.set_result(None)
+            return
+        for _, future in batch:
+            future.set_result(None)
+
+    def _insert(self, items: list[Rows]) -> None:
+        """One transaction; each table's rows in one executemany, tables in order of first appearance."""
+        by_table: dict[Table, list[dict[str, Any]]] = {}
+        for rows in items:
+            for table, row in rows:
+                by_table.setdefault(table, []).append(row)
+        with self._begin() as connection:
+            for table, table_rows in by_table.items():
+                connection.execute(insert(table), table_rows)
+
+
+def evaluation_row(
     *,
     evaluation_id: str,
     external_id: str,
@@ -156,9 +276,9 @@ def save_evaluation(
     key_id: str,
     case_json: str,
     result_json: str,
-) -> None:
-    """Store an evaluation; when this returns, the row is committed."""
-    row = {
+) -> tuple[Table, dict[str, Any]]:
+    """An evaluation as a row to insert (for :class:`GroupCommit`)."""
+    return Evaluation.__table__, {
         "id": evaluation_id,
         "external_id": external_id,
         "policy_id": policy_id,
@@ -168,8 +288,11 @@ def save_evaluation(
         "result_json": result_json,
         "created_at": utc_now(),
     }
-    with db.write() as connection:
-        connection.execute(insert(Evaluation), row)
+
+
+def save_evaluation(db: Database, **evaluation: str) -> None:
+    """Store an evaluation (keywords of :func:`evaluation_row`); when this returns, it is committed."""
+    db.writer.commit([evaluation_row(**evaluation)])
 
 
 def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
