@@ -37,11 +37,12 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    Select,
     select,
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -111,6 +112,7 @@ class Database:
         # sleeping; queueing this process's writers on a lock instead keeps throughput up.
         self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
         self.writer = GroupCommit(self.write)
+        self._compiled: dict[Select, tuple[str, list[str] | None]] = {}
 
     def session(self) -> Session:
         """A session for reading; use as ``with db.session() as session:``."""
@@ -128,6 +130,39 @@ class Database:
         of work (which costs about as much CPU as the insert of a whole evaluation)."""
         with self._write_lock, self.engine.begin() as connection:
             yield connection
+
+    def first(self, statement: Select, **values: Any) -> tuple | None:
+        """The first row of a select, run on a pooled driver connection with its SQL compiled once
+        per statement: ~20 µs for an indexed lookup, against ~150-450 µs through SQLAlchemy's
+        Connection (statement cache keys, events, result objects), which mattered for the key check
+        on every request. Errors are raised as SQLAlchemy's, as from any other query, and a
+        connection found broken is dropped from the pool."""
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            done = statement.compile(dialect=self.engine.dialect)
+            compiled = self._compiled[statement] = (done.string, done.positiontup if done.positional else None)
+        sql, names = compiled
+        parameters = tuple(values[name] for name in names) if names is not None else values
+        dialect = self.engine.dialect
+        try:
+            connection = self.engine.raw_connection()
+        except dialect.loaded_dbapi.Error as error:  # could not connect
+            raise DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        except dialect.loaded_dbapi.Error as error:
+            invalidated = dialect.is_disconnect(error, connection.dbapi_connection, None)
+            if invalidated:
+                connection.invalidate(error)
+            raise DBAPIError.instance(sql, None, error, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      connection_invalidated=invalidated, dialect=dialect) from error
+        finally:
+            connection.close()
 
     def migrate(self) -> None:
         """Bring the schema up to every newest migration (features add revisions side by side, each off
