@@ -2,14 +2,15 @@
 in one transaction, each caller is answered by its own commit's outcome, and the rows given
 together are committed together. On SQLite and PostgreSQL."""
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from service.store.database import Evaluation, evaluation_row
+from service.store.database import Evaluation, GroupCommit, evaluation_row
 from service.store.keys import create_key
 
 
@@ -31,45 +32,45 @@ def key_id(database):
 
 
 @pytest.fixture
-def held_writer(database):
-    """Holds the writer's first transaction open until ``release()``, so that everything submitted
-    meanwhile waits for the next commit; counts commits."""
+def writer(database):
+    """A group commit on the test database whose first transaction is held until ``release`` is
+    set, so that everything submitted meanwhile waits for the next commit; counts transactions."""
     first_begun, release = threading.Event(), threading.Event()
-    commits = []
+    transactions = []
 
-    def on_begin(_connection):
+    def held_insert(by_table):
         if not first_begun.is_set():
             first_begun.set()
             release.wait(30)
+        transactions.append(sum(len(rows) for rows in by_table.values()))
+        database.insert_rows(by_table)
 
-    event.listen(database.engine, "begin", on_begin)
-    event.listen(database.engine, "commit", lambda _connection: commits.append(1))
-    yield first_begun, release, commits
+    group = GroupCommit(held_insert)
+    group.first_begun, group.release, group.transactions = first_begun, release, transactions
+    yield group
     release.set()
-    event.remove(database.engine, "begin", on_begin)
+    group.close()
 
 
-def test_evaluations_waiting_together_share_one_commit(database, key_id, held_writer):
-    first_begun, release, commits = held_writer
-    first = database.writer.submit([row("first", key_id)])
-    assert first_begun.wait(30)
-    waiting = [database.writer.submit([row(f"e-{i}", key_id)]) for i in range(100)]
+def test_evaluations_waiting_together_share_one_commit(database, key_id, writer):
+    first = writer.submit([row("first", key_id)])
+    assert writer.first_begun.wait(30)
+    waiting = [writer.submit([row(f"e-{i}", key_id)]) for i in range(100)]
     assert not any(future.done() for future in waiting)  # none is answered before its commit
-    release.set()
+    writer.release.set()
     for future in (first, *waiting):
         future.result(30)
-    assert len(commits) == 2
+    assert writer.transactions == [1, 100]
     assert stored_ids(database) == {"first", *(f"e-{i}" for i in range(100))}
 
 
-def test_one_failing_evaluation_in_a_batch_fails_alone(database, key_id, held_writer):
-    first_begun, release, _ = held_writer
-    blocker = database.writer.submit([row("blocker", key_id)])
-    assert first_begun.wait(30)
-    good = [database.writer.submit([row(f"ok-{i}", key_id)]) for i in range(5)]
-    duplicate = database.writer.submit([row("blocker", key_id)])
-    unknown_key = database.writer.submit([row("bad-key", "0123456789abcdef")])
-    release.set()
+def test_one_failing_evaluation_in_a_batch_fails_alone(database, key_id, writer):
+    blocker = writer.submit([row("blocker", key_id)])
+    assert writer.first_begun.wait(30)
+    good = [writer.submit([row(f"ok-{i}", key_id)]) for i in range(5)]
+    duplicate = writer.submit([row("blocker", key_id)])
+    unknown_key = writer.submit([row("bad-key", "0123456789abcdef")])
+    writer.release.set()
     blocker.result(30)
     for future in good:
         assert future.result(30) is None
@@ -97,15 +98,33 @@ def test_many_threads_each_learn_their_own_row_is_stored(database, key_id):
         assert list(pool.map(store, range(400))) == [1] * 400
 
 
-def test_closing_commits_what_is_queued_and_a_later_submit_starts_a_new_writer(database, key_id, held_writer):
-    first_begun, release, _ = held_writer
-    futures = [database.writer.submit([row("a", key_id)])]
-    assert first_begun.wait(30)
-    futures.append(database.writer.submit([row("b", key_id)]))
-    closing = threading.Thread(target=database.writer.close)
+def test_closing_commits_what_is_queued_and_a_later_commit_starts_a_new_writer(database, key_id, writer):
+    futures = [writer.submit([row("a", key_id)])]
+    assert writer.first_begun.wait(30)
+    futures.append(writer.submit([row("b", key_id)]))
+    closing = threading.Thread(target=writer.close)
     closing.start()
-    release.set()
+    writer.release.set()
     closing.join(30)
     assert all(future.result(0) is None for future in futures)
-    database.writer.commit([row("c", key_id)])
+    writer.commit([row("c", key_id)])
     assert stored_ids(database) == {"a", "b", "c"}
+
+
+def test_waiters_on_an_event_loop_each_get_their_own_outcome(database, key_id, writer):
+    async def main():
+        first = asyncio.ensure_future(writer.commit_async([row("loop-first", key_id)]))
+        await asyncio.get_running_loop().run_in_executor(None, writer.first_begun.wait, 30)
+        waiting = [asyncio.ensure_future(writer.commit_async([row(f"loop-{i}", key_id)])) for i in range(50)]
+        duplicate = asyncio.ensure_future(writer.commit_async([row("loop-first", key_id)]))
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in waiting)
+        writer.release.set()
+        await first
+        await asyncio.gather(*waiting)
+        with pytest.raises(IntegrityError):
+            await duplicate
+
+    asyncio.run(main())
+    assert stored_ids(database) == {"loop-first", *(f"loop-{i}" for i in range(50))}
+    assert writer.transactions[:2] == [1, 51]

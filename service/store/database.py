@@ -111,8 +111,8 @@ class Database:
         # SQLite allows one writer at a time, and writers that find the file locked back off by
         # sleeping; queueing this process's writers on a lock instead keeps throughput up.
         self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
-        self.writer = GroupCommit(self.write)
-        self._compiled: dict[Select, tuple[str, list[str] | None]] = {}
+        self.writer = GroupCommit(self.insert_rows)
+        self._compiled: dict[tuple[Any, tuple[str, ...] | None], _DriverSql] = {}
 
     def session(self) -> Session:
         """A session for reading; use as ``with db.session() as session:``."""
@@ -131,18 +131,38 @@ class Database:
         with self._write_lock, self.engine.begin() as connection:
             yield connection
 
+    # --- the two statements of every request, on the driver directly --------------------------
+    # SQLAlchemy's Connection costs ~150-450 µs a statement here (cache keys, events, result
+    # objects): more than the key check and an evaluation's insert themselves. These two run
+    # their SQL, compiled once, on a pooled driver connection; errors are still raised as
+    # SQLAlchemy's (so they map to 503 like any other), and a broken connection leaves the pool.
+
     def first(self, statement: Select, **values: Any) -> tuple | None:
-        """The first row of a select, run on a pooled driver connection with its SQL compiled once
-        per statement: ~20 µs for an indexed lookup, against ~150-450 µs through SQLAlchemy's
-        Connection (statement cache keys, events, result objects), which mattered for the key check
-        on every request. Errors are raised as SQLAlchemy's, as from any other query, and a
-        connection found broken is dropped from the pool."""
-        compiled = self._compiled.get(statement)
+        """The first row of a select (~20 µs for an indexed lookup)."""
+        compiled = self._driver_sql(statement)
+        with self._driver_cursor(compiled.sql) as cursor:
+            cursor.execute(compiled.sql, compiled.parameters(values))
+            return cursor.fetchone()
+
+    def insert_rows(self, by_table: dict[Table, list[dict[str, Any]]]) -> None:
+        """Insert rows in one transaction, each table's with one executemany, tables in the order
+        given; returns once committed (durably: see the module docstring)."""
+        with self._write_lock, self._driver_cursor("INSERT") as cursor:
+            if self.url.get_backend_name() == "sqlite":
+                cursor.execute("BEGIN")  # the driver's own transaction handling is off (see below)
+            for table, rows in by_table.items():
+                compiled = self._driver_sql(table.insert(), tuple(rows[0]))
+                cursor.executemany(compiled.sql, [compiled.parameters(row) for row in rows])
+            cursor.connection.commit()
+
+    def _driver_sql(self, statement: Any, columns: tuple[str, ...] | None = None) -> _DriverSql:
+        compiled = self._compiled.get((statement, columns))
         if compiled is None:
-            done = statement.compile(dialect=self.engine.dialect)
-            compiled = self._compiled[statement] = (done.string, done.positiontup if done.positional else None)
-        sql, names = compiled
-        parameters = tuple(values[name] for name in names) if names is not None else values
+            compiled = self._compiled[statement, columns] = _DriverSql(statement, self.engine.dialect, columns)
+        return compiled
+
+    @contextmanager
+    def _driver_cursor(self, what: str) -> Iterator[Any]:
         dialect = self.engine.dialect
         try:
             connection = self.engine.raw_connection()
@@ -151,18 +171,18 @@ class Database:
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(sql, parameters)
-                return cursor.fetchone()
+                yield cursor
             finally:
                 cursor.close()
         except dialect.loaded_dbapi.Error as error:
-            invalidated = dialect.is_disconnect(error, connection.dbapi_connection, None)
+            invalidated = dialect.is_disconnect(error, connection.dbapi_connection, None) or getattr(
+                error, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS)
             if invalidated:
                 connection.invalidate(error)
-            raise DBAPIError.instance(sql, None, error, dialect.loaded_dbapi.Error, hide_parameters=True,
+            raise DBAPIError.instance(what, None, error, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=invalidated, dialect=dialect) from error
         finally:
-            connection.close()
+            connection.close()  # back to the pool, which rolls back whatever was not committed
 
     def migrate(self) -> None:
         """Bring the schema up to every newest migration (features add revisions side by side, each off
@@ -200,50 +220,79 @@ def storable(value: str) -> bool:
 Rows = Sequence[tuple[Table, dict[str, Any]]]
 
 
+class _DriverSql:
+    """A statement compiled once for a dialect, with how to lay out its parameters for the driver
+    (SQLAlchemy's bind processing included, e.g. timestamps as SQLite stores them)."""
+
+    def __init__(self, statement: Any, dialect: Any, columns: tuple[str, ...] | None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        self.names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+        binds = compiled.binds
+        processors = {name: binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names}
+        self.processors = {name: processor for name, processor in processors.items() if processor}
+
+    def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
+        if self.processors:
+            values = {**values, **{name: process(values[name]) for name, process in self.processors.items()}}
+        if self.positional:
+            return tuple([values[name] for name in self.names])
+        return values
+
+
 class GroupCommit:
     """One writer thread that commits whatever rows are waiting, together.
 
-    ``submit(rows)`` queues one evaluation's rows (with any rows that must be committed with it)
-    and returns a future that completes once a commit holding them has returned, or fails with
-    that commit's error. The writer takes every item waiting (up to ``GROUP_COMMIT_MAX``) into one
-    transaction: under load, one fsync serves a whole batch, and an item never waits for more than
-    the commit in progress. Should a batch fail on one item's rows (a duplicate key, say), each
-    item is retried in a transaction of its own so that only that one fails; when the database is
-    unavailable, every item of the batch fails with that error and nothing is retried.
+    ``commit(rows)`` (blocking) and ``await commit_async(rows)`` queue one evaluation's rows (with
+    any rows that must be committed with it, parents first) and return once a commit holding them
+    has returned, or raise that commit's error. The writer takes every item waiting (up to
+    ``GROUP_COMMIT_MAX``) into one transaction: under load one fsync serves a whole batch, and an
+    item never waits for more than the commit in progress. Should a batch fail on one item's rows
+    (a duplicate key, say), each item is retried in a transaction of its own so that only that one
+    fails; when the database is unavailable, every item of the batch fails with that error.
+    Waiters on an event loop are woken with one call per batch, not one per item.
     """
 
-    def __init__(self, begin: Callable[[], AbstractContextManager[Connection]]) -> None:
-        self._begin = begin
+    def __init__(self, insert: Callable[[dict[Table, list[dict[str, Any]]]], None]) -> None:
+        self._insert_rows = insert
         self._lock = threading.Lock()
         self._writer: tuple[threading.Thread, queue.SimpleQueue] | None = None
 
     def submit(self, rows: Rows) -> Future:
+        """Queue ``rows``; the future completes once they are committed (or fails as the commit did)."""
         future: Future = Future()
-        with self._lock:  # started on first use: a process that forks workers never starts one
-            if self._writer is None:
-                waiting: queue.SimpleQueue[tuple[Rows, Future] | None] = queue.SimpleQueue()
-                thread = threading.Thread(target=self._run, args=(waiting,), name="group-commit", daemon=True)
-                thread.start()
-                self._writer = thread, waiting
-            self._writer[1].put((rows, future))
+        self._put((rows, future))
         return future
 
     def commit(self, rows: Rows) -> None:
-        """Submit and wait: when this returns, ``rows`` are committed."""
+        """When this returns, ``rows`` are committed."""
         self.submit(rows).result()
 
     async def commit_async(self, rows: Rows) -> None:
-        """Submit and wait without blocking the event loop."""
-        await asyncio.wrap_future(self.submit(rows))
+        """Like :meth:`commit`, waiting without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._put((rows, (loop, future)))
+        await future
 
     def close(self) -> None:
-        """Commit what is queued, then stop the writer (a later ``submit`` starts a new one)."""
+        """Commit what is queued, then stop the writer (a later commit starts a new one)."""
         with self._lock:
             writer, self._writer = self._writer, None
         if writer is not None:
             thread, waiting = writer
             waiting.put(None)
             thread.join()
+
+    def _put(self, item: tuple[Rows, Any]) -> None:
+        with self._lock:  # started on first use: a process that forks workers never starts one
+            if self._writer is None:
+                waiting: queue.SimpleQueue = queue.SimpleQueue()
+                thread = threading.Thread(target=self._run, args=(waiting,), name="group-commit", daemon=True)
+                thread.start()
+                self._writer = thread, waiting
+            self._writer[1].put(item)
 
     def _run(self, waiting: queue.SimpleQueue) -> None:
         stopping = False
@@ -261,45 +310,63 @@ class GroupCommit:
                     stopping = True
                     break
                 batch.append(item)
-            batch = [(rows, future) for rows, future in batch if future.set_running_or_notify_cancel()]
+            outcomes: list[BaseException | None] = [None] * len(batch)
             try:
-                self._commit_batch(batch)
+                self._commit_batch([rows for rows, _ in batch], outcomes)
             except BaseException as error:  # never leave a caller waiting, whatever happened
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                outcomes = [error] * len(batch)
+            _settle([waiter for _, waiter in batch], outcomes)
 
-    def _commit_batch(self, batch: list[tuple[Rows, Future]]) -> None:
+    def _commit_batch(self, items: list[Rows], outcomes: list[BaseException | None]) -> None:
         try:
-            self._insert([rows for rows, _ in batch])
+            self._insert(items)
         except (OperationalError, InterfaceError, PoolTimeoutError) as error:
-            for _, future in batch:
-                future.set_exception(error)
-            return
+            outcomes[:] = [error] * len(items)
         except Exception as error:
-            if len(batch) == 1:
-                batch[0][1].set_exception(error)
+            if len(items) == 1:
+                outcomes[0] = error
                 return
-            for rows, future in batch:
+            for index, rows in enumerate(items):
                 try:
                     self._insert([rows])
                 except Exception as own_error:
-                    future.set_exception(own_error)
-                else:
-                    future.set_result(None)
-            return
-        for _, future in batch:
-            future.set_result(None)
+                    outcomes[index] = own_error
 
     def _insert(self, items: list[Rows]) -> None:
-        """One transaction; each table's rows in one executemany, tables in order of first appearance."""
         by_table: dict[Table, list[dict[str, Any]]] = {}
         for rows in items:
             for table, row in rows:
                 by_table.setdefault(table, []).append(row)
-        with self._begin() as connection:
-            for table, table_rows in by_table.items():
-                connection.execute(insert(table), table_rows)
+        self._insert_rows(by_table)
+
+
+def _settle(waiters: list[Any], outcomes: list[BaseException | None]) -> None:
+    """Answer each waiter: threads at once, each event loop with one call for all of its waiters."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, BaseException | None]]] = {}
+    for waiter, outcome in zip(waiters, outcomes):
+        if isinstance(waiter, Future):
+            if outcome is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(outcome)
+        else:
+            loop, future = waiter
+            by_loop.setdefault(loop, []).append((future, outcome))
+    for loop, answers in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_answer, answers)
+        except RuntimeError:  # that loop has closed: nobody is waiting any more
+            pass
+
+
+def _answer(answers: list[tuple[asyncio.Future, BaseException | None]]) -> None:
+    for future, outcome in answers:
+        if future.done():  # cancelled meanwhile (the client went away)
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)
 
 
 def evaluation_row(
