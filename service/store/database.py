@@ -151,14 +151,16 @@ class Database:
             if self.url.get_backend_name() == "sqlite":
                 cursor.execute("BEGIN")  # the driver's own transaction handling is off (see below)
             for table, rows in by_table.items():
-                compiled = self._driver_sql(table.insert(), tuple(rows[0]))
+                compiled = self._driver_sql(table, tuple(rows[0]))
                 cursor.executemany(compiled.sql, [compiled.parameters(row) for row in rows])
             cursor.connection.commit()
 
-    def _driver_sql(self, statement: Any, columns: tuple[str, ...] | None = None) -> _DriverSql:
+    def _driver_sql(self, statement: Select | Table, columns: tuple[str, ...] | None = None) -> _DriverSql:
+        """A select, or the insert into a table of the given columns, compiled once."""
         compiled = self._compiled.get((statement, columns))
         if compiled is None:
-            compiled = self._compiled[statement, columns] = _DriverSql(statement, self.engine.dialect, columns)
+            query = statement.insert() if isinstance(statement, Table) else statement
+            compiled = self._compiled[statement, columns] = _DriverSql(query, self.engine.dialect, columns)
         return compiled
 
     @contextmanager
