@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import durable_rules_engine
 import pytest
 
-from conftest import FULL_CASE, statuses
+
+from conftest import FULL_CASE, statuses, with_dictionary
 from service.policy.compiler import DISCRIMINATOR, SENTINEL, compile_policy
 from service.engine.durable import EngineError, RulesEngine, case_fact_json
 from service.engine.evaluation import Evaluator
@@ -67,6 +68,7 @@ def test_a_rule_made_only_of_negations_terminates(tmp_path):
     # would loop); the discriminator that guards against that is checked structurally above.
     folder = tmp_path / "negations" / "1"
     folder.mkdir(parents=True)
+    with_dictionary(tmp_path)
     (folder / "policy.yaml").write_text(textwrap.dedent("""
         id: negations
         version: "1"
