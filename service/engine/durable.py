@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 import durable_rules_engine
+import orjson
 
 from service.policy.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
 
@@ -58,7 +59,7 @@ def _fixed_point(value: float) -> str:
 
 
 def fact_json(value: Any) -> str:
-    """JSON for a fact (nested objects of scalars) that durable-rules parses: floats fixed-point."""
+    """JSON for a fact (nested objects of scalars and lists) that durable-rules parses: floats fixed-point."""
     if isinstance(value, dict):
         return "{" + ",".join([f"{_json_string(str(k))}:{fact_json(v)}" for k, v in value.items()]) + "}"
     if isinstance(value, str):
@@ -71,13 +72,37 @@ def fact_json(value: Any) -> str:
         return _fixed_point(value)
     if value is None:
         return "null"
+    if isinstance(value, list):  # a code list
+        return "[" + ",".join([fact_json(v) for v in value]) + "]"
     raise TypeError(f"a fact cannot hold {type(value).__name__}")
 
 
+def _fixed_point_anyway(value: Any) -> bool:
+    """Whether orjson writes ``value`` as ``fact_json`` would: every float between 1e-4 and 1e15
+    (or zero), where both write plain decimals with the same shortest round-trip digits."""
+    if isinstance(value, float):
+        return value == 0 or 1e-4 <= abs(value) < 1e15  # False for NaN and infinities too
+    if isinstance(value, dict):
+        return all([_fixed_point_anyway(v) for v in value.values()])
+    if isinstance(value, list):
+        return all([_fixed_point_anyway(v) for v in value])
+    return True
+
+
 def case_fact_json(facts: dict[str, Any]) -> str:
-    """The fact for one case: its sections, the discriminator, the sid and the fixed fact id."""
-    sections = fact_json(facts)
-    return f"{sections[:-1]},{_CASE_FIELDS}}}" if facts else f"{{{_CASE_FIELDS}}}"
+    """The fact for one case: its sections, the discriminator, the sid and the fixed fact id.
+    Written by orjson (~5 times faster) unless a number needs ``fact_json``'s care."""
+    if not facts:
+        return f"{{{_CASE_FIELDS}}}"
+    sections = None
+    if _fixed_point_anyway(facts):
+        try:
+            sections = orjson.dumps(facts).decode()
+        except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
+            pass
+    if sections is None:
+        sections = fact_json(facts)
+    return f"{sections[:-1]},{_CASE_FIELDS}}}"
 
 
 class _Ruleset:
