@@ -7,13 +7,13 @@ field-level errors.
 from __future__ import annotations
 
 import datetime
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
 from pydantic import ValidationError
 
 from service.engine.durable import RulesEngine
+from service.engine.ids import new_id
 from service.engine.result import ResultBuilder
 from service.errors import InvalidInput, field_path
 from service.policy.case import CaseBase, case_model
@@ -119,7 +119,7 @@ class Evaluator:
             values,
             compiled.node_truths(fired),
             provenance=provenance or {},
-            evaluation_id=str(uuid.uuid4()),
+            evaluation_id=new_id(),
             evaluated_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             service_date=day.isoformat(),
         )
