@@ -145,15 +145,33 @@ class Database:
             return cursor.fetchone()
 
     def insert_rows(self, by_table: dict[Table, list[dict[str, Any]]]) -> None:
-        """Insert rows in one transaction, each table's with one executemany, tables in the order
-        given; returns once committed (durably: see the module docstring)."""
+        """Insert rows in one transaction, tables in the order given; returns once committed
+        (durably: see the module docstring).
+
+        PostgreSQL: one executemany a table (psycopg pipelines it). SQLite: one multi-row INSERT a
+        table, and for a single table no BEGIN or COMMIT either, since a lone statement is its own
+        transaction: every call into SQLite lets other threads take the GIL, and the event loop
+        then waits to get it back, so the writer makes as few as it can (one, typically)."""
         with self._write_lock, self._driver_cursor("INSERT") as cursor:
-            if self.url.get_backend_name() == "sqlite":
-                cursor.execute("BEGIN")  # the driver's own transaction handling is off (see below)
+            if self.url.get_backend_name() != "sqlite":
+                for table, rows in by_table.items():
+                    compiled = self._driver_sql(table, tuple(rows[0]))
+                    cursor.executemany(compiled.sql, [compiled.parameters(row) for row in rows])
+                cursor.connection.commit()
+                return
+            statements = []
             for table, rows in by_table.items():
                 compiled = self._driver_sql(table, tuple(rows[0]))
-                cursor.executemany(compiled.sql, [compiled.parameters(row) for row in rows])
-            cursor.connection.commit()
+                values = f"({', '.join('?' * len(compiled.names))})"
+                sql = f"{compiled.sql.partition(' VALUES ')[0]} VALUES {', '.join([values] * len(rows))}"
+                statements.append((sql, [value for row in rows for value in compiled.parameters(row)]))
+            if len(statements) == 1:
+                cursor.execute(*statements[0])  # the driver's own transaction handling is off (see below)
+                return
+            cursor.execute("BEGIN")
+            for statement in statements:
+                cursor.execute(*statement)
+            cursor.execute("COMMIT")
 
     def _driver_sql(self, statement: Select | Table, columns: tuple[str, ...] | None = None) -> _DriverSql:
         """A select, or the insert into a table of the given columns, compiled once."""
