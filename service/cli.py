@@ -74,11 +74,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.workers > 1 and len(payload) > 1:
         texts = _evaluate_in_workers(evaluator.catalog, payload, today, args.workers, indent)
     else:
-        texts = (json_text(evaluator.evaluate(case, today), indent) for case in payload)
-    sys.stdout.write("[")
+        texts = (json_bytes(evaluator.evaluate(case, today), bool(indent)) for case in payload)
+    # Bytes straight to the binary stream: each ~20 kB result is not decoded and encoded again.
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    out.write(b"[")
     for index, text in enumerate(texts):
-        sys.stdout.write(("," if index else "") + text)
-    sys.stdout.write("]\n")
+        if index:
+            out.write(b",")
+        out.write(text)
+    out.write(b"]\n")
+    out.flush()
     return EXIT_OK
 
 
@@ -99,13 +105,13 @@ def _start_worker(catalog: Any, today: datetime.date, indent: int | None) -> Non
     _worker = (Evaluator(catalog), today, indent)
 
 
-def _evaluate_in_worker(payload: Any) -> str:
+def _evaluate_in_worker(payload: Any) -> bytes:
     evaluator, today, indent = _worker
-    return json_text(evaluator.evaluate(payload, today), indent)
+    return json_bytes(evaluator.evaluate(payload, today), bool(indent))
 
 
 def _evaluate_in_workers(catalog: Any, payloads: list[Any], today: datetime.date, workers: int,
-                         indent: int | None) -> Iterator[str]:
+                         indent: int | None) -> Iterator[bytes]:
     with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (catalog, today, indent)) as pool:
         yield from pool.imap(_evaluate_in_worker, payloads, chunksize=64)
 
