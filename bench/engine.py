@@ -162,7 +162,8 @@ def python_host(compiled) -> Callable[[dict], list[str]]:
 
 
 def timed(layers: dict[str, tuple[Callable[[Any], Any], list]], repeat: int, chunk: int) -> dict[str, float]:
-    """Median microseconds per case of each layer.
+    """Median microseconds of CPU time (this process's) per case of each layer: on a shared machine
+    the time other processes take is not counted.
 
     Each repetition walks the cases in chunks, running every layer on a chunk before the next, so
     a noisy neighbour or a frequency change slows all layers alike; the median is over chunks.
@@ -176,10 +177,10 @@ def timed(layers: dict[str, tuple[Callable[[Any], Any], list]], repeat: int, chu
         for start in range(0, count, chunk):
             for name, (function, inputs) in layers.items():
                 part = inputs[start:start + chunk]
-                began = time.perf_counter()
+                began = time.process_time()
                 for item in part:
                     function(item)
-                samples[name].append((time.perf_counter() - began) / len(part) * 1e6)
+                samples[name].append((time.process_time() - began) / len(part) * 1e6)
     return {name: round(statistics.median(values), 1) for name, values in samples.items()}
 
 
