@@ -44,7 +44,7 @@ from durable.engine import Host
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_batch import generate  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
-from service.engine.durable import case_fact_json  # noqa: E402
+from service.engine.durable import case_fact_json, fire_actions  # noqa: E402
 from service.engine.evaluation import Evaluator, _documented, _facts, by_section  # noqa: E402
 from service.json_output import json_bytes  # noqa: E402
 from service.policy.compiler import DISCRIMINATOR, compile_policy  # noqa: E402
@@ -112,19 +112,15 @@ def python_logic(expr: Expr, node_id: str) -> Node:
 # --- durable-rules: its C extension alone, and its own Python host ---------------------------
 
 
-def c_engine(compiled) -> Callable[[str], list[str]]:
-    """``run(fact_text) -> fired rule names`` on the C extension, as RulesEngine drives it."""
+def c_engine(compiled) -> Callable[[str], set[str]]:
+    """``run(fact_text) -> fired rule names`` on the C extension as RulesEngine drives it, without
+    its lock, checks and error handling."""
     handle = durable_rules_engine.create_ruleset(f"bench-c-{compiled.name}", json.dumps(compiled.ruleset))
     retraction = '{"sid":"1","id":"case"}'
 
-    def run(text: str) -> list[str]:
+    def run(text: str) -> set[str]:
         _, offset = durable_rules_engine.assert_fact(handle, text)
-        fired = []
-        started = durable_rules_engine.start_action_for_state(handle, offset)
-        message = started[1] if started else None
-        while message is not None:
-            fired.append(message[2:message.index('"', 2)])
-            message = durable_rules_engine.complete_and_start_action(handle, offset)
+        fired = fire_actions(handle, offset)
         durable_rules_engine.retract_fact(handle, retraction)
         return fired
 
@@ -215,7 +211,7 @@ def main() -> None:
     c_run, host_run = c_engine(compiled), python_host(compiled)
     for case_facts, text in zip(facts, fact_texts):  # every layer must compute the same thing
         ours = evaluator.engine.run(compiled.name, case_facts)
-        if set(c_run(text)) != ours or set(host_run(case_facts)) != ours:
+        if c_run(text) != ours or set(host_run(case_facts)) != ours:
             sys.exit(f"the C engine, the Python host and RulesEngine disagree on {case_facts}")
         if floor(case_facts) != compiled.node_truths(ours):
             sys.exit(f"the plain-Python floor and durable-rules disagree on {case_facts}")

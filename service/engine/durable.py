@@ -105,6 +105,18 @@ def case_fact_json(facts: dict[str, Any]) -> str:
     return f"{sections[:-1]},{_CASE_FIELDS}}}"
 
 
+def fire_actions(handle: int, offset: int) -> set[str]:
+    """Start and complete every action queued for a state; the names of their rules. (The name
+    is read up to its closing quote: rule names are checked to need no JSON escaping.)"""
+    fired: set[str] = set()
+    started = durable_rules_engine.start_action_for_state(handle, offset)
+    message = started[1] if started else None
+    while message is not None:
+        fired.add(message[2:message.index('"', 2)])
+        message = durable_rules_engine.complete_and_start_action(handle, offset)
+    return fired
+
+
 class _Ruleset:
     def __init__(self, compiled: CompiledPolicy) -> None:
         for rule_name in compiled.ruleset:
@@ -154,13 +166,8 @@ class RulesEngine:
             if code == 2:
                 engine.delete_state(handle, SID)
             raise EngineError(f"durable-rules answered {code} to a case of {name}")
-        fired: set[str] = set()
         try:
-            started = engine.start_action_for_state(handle, offset)
-            message = started[1] if started else None
-            while message is not None:
-                fired.add(message[2:message.index('"', 2)])
-                message = engine.complete_and_start_action(handle, offset)
+            fired = fire_actions(handle, offset)
             engine.retract_fact(handle, _RETRACTION)
         except BaseException as error:
             engine.abandon_action(handle, offset)
