@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 
 from service.engine.durable import EngineError
 from service.errors import InvalidInput
+from service.json_input import parse_json
 from service.json_output import json_bytes
 from service.policy.rules import RuleError
 
@@ -34,20 +35,17 @@ def _print_json(data: Any, indent: int | None) -> None:
 
 
 def _fail(error: InvalidInput) -> int:
-    json.dump(error.to_dict(), sys.stderr, indent=2, ensure_ascii=False)
-    sys.stderr.write("\n")
+    """The API's 422 body, on one line of standard error; exit 2."""
+    sys.stderr.write(json.dumps(error.to_dict(), ensure_ascii=False) + "\n")
     return EXIT_BAD_INPUT
 
 
 def _read_json(source: str) -> Any:
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput.one("body", f"cannot read {source}: {error}", "read_error") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput.one("body", f"invalid JSON: {error}", "json_invalid") from None
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise InvalidInput.one("body", f"cannot read {source}: {error.strerror or error}", "read_error") from None
+    return parse_json(data)
 
 
 def _evaluator(rules_dir: str | None):
@@ -61,6 +59,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         payload = _read_json(args.case)
         evaluator = _evaluator(args.rules)
+        if _is_bundle(payload):
+            return _evaluate_bundle(evaluator, payload, indent)
         if not isinstance(payload, list):
             _print_json(evaluator.evaluate(payload), indent)
             return EXIT_OK
@@ -85,6 +85,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out.write(text)
     out.write(b"]\n")
     out.flush()
+    return EXIT_OK
+
+
+def _is_bundle(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("resourceType") == "Bundle"
+
+
+def _evaluate_bundle(evaluator: Any, bundle: Any, indent: int | None) -> int:
+    """A FHIR Bundle: its result, or its OperationOutcome on standard error (exit 2)."""
+    from service.fhir.evaluation import evaluate_bundle
+    from service.fhir.outcome import OperationOutcomeError
+
+    try:
+        _, result = evaluate_bundle(evaluator, bundle)
+    except OperationOutcomeError as error:
+        sys.stderr.write(json_text(error.to_resource(), 2) + "\n")
+        return EXIT_BAD_INPUT
+    _print_json(result, indent)
     return EXIT_OK
 
 
@@ -153,11 +171,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _database():
-    from service.settings import Settings
-    from service.store.database import Database
+    """The configured database, migrated; says on stderr which one it is, and whether it was
+    just created (``./data`` is relative to the current folder unless
+    COVERAGE_CRITERIA_DATA_DIR or COVERAGE_CRITERIA_DATABASE_URL says otherwise)."""
+    from service.settings import DATABASE_FILE, Settings
+    from service.store.database import Database, sqlite_file
 
-    database = Database(Settings.from_env().database_url)
+    settings = Settings.from_env()
+    database = Database(settings.database_url)
+    path = sqlite_file(database.url)
+    new = path is not None and (not path.exists() or path.stat().st_size == 0)
     database.migrate()
+    print(f"database: {database}", file=sys.stderr)
+    if new and path == settings.data_dir / DATABASE_FILE:
+        print(f"  (created just now; `serve` uses it when run with COVERAGE_CRITERIA_DATA_DIR={settings.data_dir}, "
+              f"or from {settings.data_dir.parent} without settings)", file=sys.stderr)
+    elif new:
+        print("  (created just now)", file=sys.stderr)
     return database
 
 

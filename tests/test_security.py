@@ -97,11 +97,14 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
     }
     assert roles == {
         ("GET", "/health"): None,
+        ("GET", "/health/ready"): None,
         ("POST", "/v1/evaluations"): "intake",
         ("GET", "/v1/evaluations"): "reviewer",
         ("GET", "/v1/evaluations/{evaluation_id}"): "intake",
         ("GET", "/v1/policies"): "intake",
         ("GET", "/v1/policies/{policy_id}"): "intake",
+        ("GET", "/v1/policies/{policy_id}/questionnaire"): "intake",
+        ("GET", "/v1/evaluations/{evaluation_id}/questionnaire"): "intake",
     }
     for (method, path), role in roles.items():
         operation = paths[path][method.lower()]

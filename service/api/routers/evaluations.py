@@ -5,14 +5,30 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
+from service.json_input import parse_json
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
 from service.json_output import json_bytes
-from service.store.database import Database, evaluation_row, get_evaluation_result, list_evaluation_results
+from service.fhir.evaluation import dictionary_of, evidence_sources, fhir_response, outcome_errors, read_bundle
+from service.fhir.intake import continued_evaluation
+from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
+from service.fhir.parse import read_json
+from service.fhir.questionnaire import for_evaluation
+from service.store.database import (
+    Database,
+    InvalidCursor,
+    evaluation_row,
+    get_evaluation_case,
+    get_evaluation_result,
+    list_evaluation_results,
+    save_evaluation,
+)
+from service.store.idempotency import HEADER, IdempotencyClaim, Previous
 
 router = APIRouter(
     prefix="/evaluations",
@@ -26,7 +42,16 @@ _JSON = "application/json"
 _CASE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Case"}}},
+        "content": {
+            _JSON: {"schema": {"$ref": "#/components/schemas/Case"}},
+            # docs/fhir.md: a FHIR R4 Bundle; query parameters external_id, policy, service_date
+            FHIR_JSON: {"schema": {
+                "type": "object", "required": ["resourceType"],
+                "properties": {"resourceType": {"const": "Bundle"}, "type": {"type": "string"},
+                               "identifier": {"type": "object", "properties": {"value": {"type": "string"}}},
+                               "entry": {"type": "array", "items": {"type": "object"}}},
+            }},
+        },
     }
 }
 _EVALUATION_LIST_SCHEMA = {
@@ -34,8 +59,10 @@ _EVALUATION_LIST_SCHEMA = {
     "properties": {
         "external_id": {"type": "string"},
         "evaluations": {"type": "array", "items": {"type": "object"}},
+        "next_cursor": {"type": ["string", "null"], "description": "pass as `cursor` for the next page; null on the last"},
     },
 }
+DEFAULT_PAGE, MAX_PAGE = 50, 500
 
 
 @router.post(
@@ -46,21 +73,62 @@ _EVALUATION_LIST_SCHEMA = {
     response_description="The result (see the contract); also served by GET /v1/evaluations/{id}",
     responses={
         201: {"content": {_JSON: {"schema": {"type": "object"}}}},
+        409: {"model": ErrorResponse, "description": "The Idempotency-Key was used with a different body"},
+        400: {"description": "A FHIR request whose body is not JSON (an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
         413: {"model": ErrorResponse},
-        422: {"model": InvalidRequestResponse},
+        422: {"model": InvalidRequestResponse, "description": "Invalid case (a FHIR request: an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
     },
 )
 async def create_evaluation(
-    request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep
+    request: Request,
+    key: IntakeKey,
+    db: DatabaseDep,
+    evaluator: EvaluatorDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="1-255 visible ASCII characters. A retry with the same key and body gets the first "
+            "answer again (`Idempotent-Replayed: true`), nothing new stored; the same key with another body "
+            "gets 409. Scoped to the API key; kept 24 h.",
+        ),
+    ] = None,
 ) -> Response:
-    payload = parse_json_body(request.headers.get("content-type"), await request.body())
-    evaluation_id, result_json = await evaluate_and_store(evaluator, db, payload, key.id)
-    return Response(
-        result_json,
-        status_code=201,
-        media_type=_JSON,
-        headers={"Location": f"{request.url.path}/{evaluation_id}"},
-    )
+    body = await request.body()
+    claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
+    if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
+        return _answer_again(request, previous)
+    content_type = request.headers.get("content-type")
+    if _media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
+        query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
+        work = (evaluate_bundle_and_store, evaluator, db, body, key.id, query, claim)
+    elif claim is None:  # the common case, on the event loop (it is ~0.2 ms) and stored by group commit
+        return _created(request, *await evaluate_and_commit(evaluator, db, parse_json_body(content_type, body), key.id))
+    else:
+        work = (evaluate_and_store, evaluator, db, parse_json_body(content_type, body), key.id, claim)
+    stored = await run_in_threadpool(*work)
+    if stored is None:  # a request with the same Idempotency-Key was stored first
+        return _answer_again(request, await run_in_threadpool(claim.previous, db))
+    return _created(request, *stored)
+
+
+def _created(request: Request, evaluation_id: str, result_json: str | bytes, replayed: bool = False) -> Response:
+    headers = {"Location": f"{request.url.path}/{evaluation_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(result_json, status_code=201, media_type=_JSON, headers=headers)
+
+
+def _answer_again(request: Request, previous: Previous) -> Response:
+    if not previous.same_body:
+        raise HTTPException(
+            409,
+            detail=f"This {HEADER} was used with a different body within the last 24 hours; "
+            "use a new key for a new request.",
+        )
+    return _created(request, previous.evaluation_id, previous.result_json, replayed=True)
 
 
 @router.get(
@@ -76,52 +144,113 @@ def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Resp
 
 
 @router.get(
+    "/{evaluation_id}/questionnaire",
+    summary="An SDC Questionnaire (FHIR R4) asking only for the fields this evaluation is missing",
+    responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
+)
+def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: IntakeKey, db: DatabaseDep,
+                                 evaluator: EvaluatorDep) -> Response:
+    result_json = get_evaluation_result(db, evaluation_id)
+    if result_json is None:
+        raise HTTPException(404, detail="No evaluation with this id.")
+    url = str(request.url.replace(query=None))
+    return fhir_response(for_evaluation(dictionary_of(evaluator), json.loads(result_json), url))
+
+
+@router.get(
     "",
-    summary="Stored results for an intake reference, newest first (reviewer keys only)",
+    summary="Stored results for an intake reference, newest first, a page at a time (reviewer keys only)",
     responses={
         200: {"content": {_JSON: {"schema": _EVALUATION_LIST_SCHEMA}}},
         422: {"model": InvalidRequestResponse},
     },
 )
 def list_evaluations(
-    external_id: Annotated[str, Query(min_length=1, max_length=128)], _key: ReviewerKey, db: DatabaseDep
+    external_id: Annotated[str, Query(min_length=1, max_length=128)],
+    _key: ReviewerKey,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="results per page")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the page before; absent for the first page")
+    ] = None,
 ) -> Response:
-    stored = list_evaluation_results(db, external_id)
+    try:
+        page = list_evaluation_results(db, external_id, limit, cursor)
+    except InvalidCursor as error:
+        raise InvalidInput.one("query.cursor", f"Invalid cursor: {error}; use a next_cursor as given.",
+                               "cursor_invalid") from None
     # Each stored text is spliced in unchanged, so every result reads exactly as first returned.
-    body = f'{{"external_id":{_dumps(external_id)},"evaluations":[{",".join(stored)}]}}'
+    body = (
+        f'{{"external_id":{_dumps(external_id)},"evaluations":[{",".join(page.results)}],'
+        f'"next_cursor":{_dumps(page.next_cursor)}}}'
+    )
     return Response(body, media_type=_JSON)
 
 
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def parse_json_body(content_type: str | None, body: bytes) -> Any:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(content_type)
     if media_type != _JSON and not media_type.endswith("+json"):
         raise InvalidInput.one(
             "headers.content-type", "The case must be sent as application/json.", "content_type"
         )
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise InvalidInput.one("body", f"The body is not valid JSON: {error}", "json_invalid") from None
+    return parse_json(body)
 
 
-async def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, bytes]:
-    """Evaluate, serialize once, commit; returns the id and the JSON to answer with, once durable.
+def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
+                              query: dict[str, str | None],
+                              idempotency: IdempotencyClaim | None = None) -> tuple[str, str] | None:
+    """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
+    evaluated again (``rules impact``) without FHIR."""
+    bundle = read_json(body)
+    base, earlier = None, {}
+    if (continued := continued_evaluation(bundle)) is not None:  # answers to an evaluation's questionnaire
+        base_json = get_evaluation_case(db, continued)
+        if base_json is None:
+            raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
+                                            "an evaluation this service does not hold.")
+        base, earlier = json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
+    read = read_bundle(evaluator, bundle, base=base, **query)
+    with outcome_errors(read):
+        return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance})
 
-    The evaluation runs on the event loop: it takes ~0.1 ms, less than a hand-off to a thread.
-    The commit is the writer's (service.store.database.GroupCommit): it waits without blocking."""
+
+def evaluate_and_store(
+    evaluator: Evaluator, db: Database, payload: Any, key_id: str,
+    idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
+) -> tuple[str, bytes] | None:
+    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
+    The evaluation's id and result JSON; None, nothing stored, when another request claimed the
+    same Idempotency-Key first."""
+    result = evaluator.evaluate(payload, provenance=provenance)
+    result_json = json_bytes(result)
+    stored = save_evaluation(db, idempotency=idempotency, **_stored(result, result_json, payload, key_id))
+    return (result["evaluation_id"], result_json) if stored else None
+
+
+async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, bytes]:
+    """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
+    less than a hand-off to a thread, and the group commit is awaited without blocking."""
     result = evaluator.evaluate(payload)
     result_json = json_bytes(result)
-    row = evaluation_row(
-        evaluation_id=result["evaluation_id"],
-        external_id=result["external_id"],
-        policy_id=result["policy"]["id"],
-        policy_version=result["policy"]["version"],
-        key_id=key_id,
-        case_json=json_bytes(payload).decode(),
-        result_json=result_json.decode(),
-    )
-    await db.writer.commit_async([row])
+    await db.writer.commit_async([evaluation_row(**_stored(result, result_json, payload, key_id))])
     return result["evaluation_id"], result_json
+
+
+def _stored(result: dict[str, Any], result_json: bytes, payload: Any, key_id: str) -> dict[str, str]:
+    """The columns of a stored evaluation: the result as returned, the case as received."""
+    return {
+        "evaluation_id": result["evaluation_id"],
+        "external_id": result["external_id"],
+        "policy_id": result["policy"]["id"],
+        "policy_version": result["policy"]["version"],
+        "key_id": key_id,
+        "case_json": json_bytes(payload).decode(),
+        "result_json": result_json.decode(),
+    }
 
 
 def _dumps(value: Any) -> str:
