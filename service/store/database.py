@@ -153,11 +153,29 @@ class Database:
     # SQLAlchemy's (so they map to 503 like any other), and a broken connection leaves the pool.
 
     def first(self, statement: Select, **values: Any) -> tuple | None:
-        """The first row of a select (~20 µs for an indexed lookup)."""
+        """The first row of a select (~20 µs for an indexed lookup on SQLite). On PostgreSQL it
+        runs outside a transaction (as SQLAlchemy's pre-ping does), so that returning the
+        connection to the pool costs no ROLLBACK round trip."""
         compiled = self._driver_sql(statement)
+        try:
+            return self._first(compiled, values)
+        except DBAPIError as error:  # a connection found broken (the database restarted, say): once more
+            if not error.connection_invalidated:
+                raise
+            return self._first(compiled, values)
+
+    def _first(self, compiled: _DriverSql, values: dict[str, Any]) -> tuple | None:
         with self._driver_cursor(compiled.sql) as cursor:
-            cursor.execute(compiled.sql, compiled.parameters(values))
-            return cursor.fetchone()
+            connection = cursor.connection
+            postgresql = self.url.get_backend_name() == "postgresql"
+            if postgresql:
+                connection.autocommit = True
+            try:
+                cursor.execute(compiled.sql, compiled.parameters(values))
+                return cursor.fetchone()
+            finally:
+                if postgresql and not connection.closed:
+                    connection.autocommit = False
 
     def insert_rows(self, by_table: dict[Table, list[dict[str, Any]]]) -> None:
         """Insert rows in one transaction, tables in the order given; returns once committed
@@ -212,8 +230,9 @@ class Database:
         except dialect.loaded_dbapi.Error as error:
             invalidated = dialect.is_disconnect(error, connection.dbapi_connection, None) or getattr(
                 error, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS)
-            if invalidated:
+            if invalidated:  # and the pool's idle connections with it: they are likely as broken
                 connection.invalidate(error)
+                self.engine.pool.dispose()
             raise DBAPIError.instance(what, None, error, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=invalidated, dialect=dialect) from error
         finally:
@@ -555,7 +574,10 @@ def _make_private(path: Path) -> None:
 
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **_ENGINE_OPTIONS)
+        # No pre-ping: it cost a round trip per checkout (~0.13 ms of CPU, ~0.4 ms of waiting on the
+        # event loop under load). A connection found broken empties the pool instead, and the key
+        # check, the first statement of every request, tries once more on a fresh connection.
+        return create_engine(url, **_ENGINE_OPTIONS)
     if (path := sqlite_file(url)) is not None:
         _make_private(path)
     engine = create_engine(url, **_ENGINE_OPTIONS)
