@@ -128,3 +128,18 @@ def test_waiters_on_an_event_loop_each_get_their_own_outcome(database, key_id, w
     asyncio.run(main())
     assert stored_ids(database) == {"loop-first", *(f"loop-{i}" for i in range(50))}
     assert writer.transactions[:2] == [1, 51]
+
+
+def test_rows_of_several_tables_are_inserted_parents_first_in_one_transaction(database):
+    from service.store.database import ApiKey, utc_now
+
+    def key_row(key_id):
+        return ApiKey.__table__, {"id": key_id, "role": "intake", "label": None, "secret_sha256": "0" * 64,
+                                  "created_at": utc_now(), "revoked_at": None}
+
+    database.writer.commit([key_row("aaaaaaaaaaaaaaaa"), row("with-new-key", "aaaaaaaaaaaaaaaa")])
+    assert stored_ids(database) == {"with-new-key"}
+    with pytest.raises(IntegrityError):  # the evaluation fails (duplicate id): the new key is not kept either
+        database.writer.commit([key_row("bbbbbbbbbbbbbbbb"), row("with-new-key", "bbbbbbbbbbbbbbbb")])
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.id == "bbbbbbbbbbbbbbbb")) == 0
