@@ -41,11 +41,10 @@ def _fail(error: InvalidInput) -> int:
 
 
 def _read_json(source: str) -> Any:
-    try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    try:  # the bytes are not kept here: parse_json lets go of them once decoded (a batch is not held twice)
+        return parse_json(sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes())
     except OSError as error:
         raise InvalidInput.one("body", f"cannot read {source}: {error.strerror or error}", "read_error") from None
-    return parse_json(data)
 
 
 def _evaluator(rules_dir: str | None):
