@@ -5,7 +5,8 @@
 Cases vary around every threshold and drop fields at random (seeded), so every criterion sees
 met, not-met and missing answers. The command's output goes to a temporary file (100,000 results
 are ~2 GB of JSON); its results are counted, and checked to be in order, by scanning that file.
-``peak_rss_mib`` is the peak total resident memory of the command and its worker processes,
+``us_per_case`` is wall time end to end (start-up included), ``cpu_us_per_case`` the command's
+CPU time (workers included). ``peak_rss_mib`` is the peak total resident memory of the command and its worker processes,
 sampled every 50 ms; ``peak_rss_largest_process_mib`` is the kernel's exact peak of the largest one.
 """
 
@@ -74,6 +75,11 @@ def tree_rss_mib(pid: int) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20_000)
@@ -110,6 +116,9 @@ def main() -> None:
         "workers": args.workers,
         "seconds": round(seconds, 2),
         "cases_per_second": round(args.cases / seconds),
+        "us_per_case": round(seconds / args.cases * 1e6),
+        # CPU time of the command (and its workers): what it costs, whatever else ran meanwhile
+        "cpu_us_per_case": round(cpu_seconds() / args.cases * 1e6),
         "peak_rss_mib": round(peak, 1),
         "peak_rss_largest_process_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "output_mib": round(size_mib, 1),

@@ -1,44 +1,46 @@
-"""Evaluations per second and p50/p99 latency over HTTP at rising concurrency; print JSON figures.
+"""Stored evaluations per second over HTTP next to GET /health of the same server; print JSON.
 
-    python bench/http_load.py [--backends sqlite postgresql] [--workers 1 2] [--levels 1 8 32 128]
-                              [--burst 500] [--seconds 8]
+    apt-get install -y wrk          # the load generator (Debian's package), once
+    python bench/http_load.py [--runs sqlite:1 postgresql:2] [--levels 1 8 32 128] [--seconds 8]
 
-For each database backend and worker count it starts a real server (``coverage-criteria serve``)
-on a free loopback port with a temporary data folder (PostgreSQL: a database it creates and
-drops), creates an intake key with ``coverage-criteria keys create``, and for each concurrency
-level keeps that many requests in flight for ``--seconds``: first ``GET /health`` (the floor: a
-bare FastAPI endpoint on the same server, same middleware, no key, no body), then
-``POST /v1/evaluations`` with generated cases (``generate`` from bench/cli_batch.py), each with
-its own ``external_id``. Then a burst: ``--burst`` requests sent at once, each on its own
-connection. Every evaluation must come back 201 with its own ``external_id``; failures are
-counted and the exit status is 1 if there were any.
+For each ``backend:workers`` run it starts a real server (``coverage-criteria serve``) on a free
+loopback port with a temporary data folder (PostgreSQL: a database it creates and drops, on
+127.0.0.1:5432 or ``COVERAGE_CRITERIA_BENCH_POSTGRES_URL``; skipped when unreachable), creates an
+intake key with ``coverage-criteria keys create``, warms it up, and for each level keeps that
+many requests in flight with ``wrk`` (one client thread, one connection per request in flight):
+first ``GET /health`` for half as long (the floor: a bare endpoint on the same server, same
+middleware, no key, no body, no database), then ``POST /v1/evaluations`` with generated cases
+(``generate`` from bench/cli_batch.py; bench/wrk_requests.lua gives each its own external_id).
 
-Besides requests per second and latency, each run reports the CPU time per request of the server
-processes (all workers), of PostgreSQL's processes and of this load generator, and how many
-CPUs' worth of time other processes took meanwhile and the hypervisor withheld (steal), from
-Linux /proc: what the service costs, apart from what a shared machine allowed.
+wrk costs the client ~0.1 ms of CPU a request (an httpx load generator cost 3-6 ms on the same two
+CPUs and hid part of the server's speed). An evaluation counts once it was answered 201; after
+each level the database must hold every one of them, each stored result and case naming the
+external_id it was sent with. Any other answer, or a missing or mismatched row, is a failure and
+the exit status is 1.
 
-The per-key rate limit is turned off on the benchmark server (it measures capacity, and one key
-sends everything). The load generator (httpx, one asyncio loop) runs on the same machine and
-takes CPU from the server: figures are what one machine does as client and server at once.
+Each level reports requests/s, p50/p99 latency (wrk's), and CPU per request from Linux /proc: of
+the server (all its processes), of PostgreSQL, of wrk, and how many CPUs' worth other processes
+took meanwhile and the hypervisor withheld (steal). On a shared machine read the ratio of
+evaluations to the floor measured in the same run, not the absolute figures.
+The per-key rate limit is off on the benchmark server (it measures capacity, one key sends all).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
+import resource
 import secrets
+import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
@@ -47,44 +49,50 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from cli_batch import generate
 
 COMMAND = Path(sys.executable).parent / "coverage-criteria"
+LUA = Path(__file__).resolve().parent / "wrk_requests.lua"
 POSTGRES_ADMIN_URL = os.environ.get("COVERAGE_CRITERIA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-MAX_REQUESTS_PER_RUN = 100_000
 STARTUP_SECONDS = 60
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
-    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="server worker processes to try")
+    parser.add_argument("--runs", nargs="+", default=["sqlite:1", "postgresql:2"],
+                        help="backend:workers pairs (backend: sqlite or postgresql)")
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 8, 32, 128], help="requests in flight")
-    parser.add_argument("--burst", type=int, default=500, help="requests sent at once at the end")
-    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each run")
+    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each evaluation level")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
 
     load_at_start = [round(load, 2) for load in os.getloadavg()]
-    cases = generate(5_000)
-    numbers = count()
     runs, failures = [], 0
-    for backend in args.backends:
-        for workers in args.workers:
+    with tempfile.TemporaryDirectory() as folder:
+        cases_file = Path(folder) / "cases.jsonl"
+        cases_file.write_text("".join(
+            json.dumps({k: v for k, v in case.items() if k != "external_id"}, separators=(",", ":")) + "\n"
+            for case in generate(5_000)
+        ))
+        levels = count()
+        for backend, _, workers in (run.partition(":") for run in args.runs):
             with database_url(backend) as url:
                 if url is None:
-                    runs.append({"backend": backend, "workers": workers, "skipped": f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}"})
+                    runs.append({"backend": backend, "workers": int(workers),
+                                 "skipped": f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}"})
                     continue
-                with server(url, workers) as (base_url, key, pid):
-                    run = asyncio.run(measure(base_url, key, pid, cases, numbers, args))
-            failures += run["burst"]["failures"] + sum(
-                level[kind]["failures"] for level in run["levels"] for kind in ("floor_health", "evaluations")
-            )
-            runs.append({"backend": backend, "workers": workers, **run})
+                with server(url, int(workers)) as (base_url, key, pid):
+                    run = measure(base_url, key, pid, url, cases_file, levels, args)
+            failures += sum(level["failures"] for level in run)
+            runs.append({"backend": backend, "workers": int(workers), "levels": run})
     print(json.dumps({
         "benchmark": "http_load",
-        "seconds_per_run": args.seconds,
+        "load_generator": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+        "seconds_per_level": args.seconds,
         "runs": runs,
         "machine": {
             "python": platform.python_version(),
@@ -96,101 +104,84 @@ def main() -> None:
     sys.exit(1 if failures else 0)
 
 
-async def measure(base_url: str, key: str, pid: int, cases: list[dict], numbers: Iterator[int], args) -> dict[str, Any]:
-    headers = {"X-API-Key": key, "Content-Type": "application/json"}
-
-    def evaluation() -> dict:
-        number = next(numbers)
-        return {**cases[number % len(cases)], "external_id": f"HTTP-{number:09d}"}
-
-    def health() -> None:
-        return None
-
-    levels = []
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client:
-        await run_for(client, evaluation, pid, concurrency=8, seconds=1)  # warm-up: threads, connections, caches
-        for concurrency in args.levels:
-            floor = await run_for(client, health, pid, concurrency, args.seconds / 2)
-            evaluations = await run_for(client, evaluation, pid, concurrency, args.seconds)
-            levels.append({"concurrency": concurrency, "floor_health": floor, "evaluations": evaluations})
-    limits = httpx.Limits(max_connections=args.burst, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=300, limits=limits) as client:
-        burst = await run_count(client, evaluation, pid, args.burst)
-    return {"levels": levels, "burst": burst}
-
-
-async def run_for(client: httpx.AsyncClient, request: Callable[[], dict | None], pid: int, concurrency: int,
-                  seconds: float) -> dict[str, Any]:
-    """Keep ``concurrency`` requests in flight until ``seconds`` have passed."""
-    deadline = time.perf_counter() + seconds
-    latencies: list[float] = []
-    failures: list[str] = []
-
-    async def user() -> None:
-        while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS_PER_RUN:
-            await send(client, request(), latencies, failures)
-
-    with Stopwatch(pid) as watch:
-        await asyncio.gather(*(user() for _ in range(concurrency)))
-    return figures(latencies, failures, watch)
-
-
-async def run_count(client: httpx.AsyncClient, request: Callable[[], dict | None], pid: int,
-                    requests: int) -> dict[str, Any]:
-    """Send ``requests`` requests at once."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    with Stopwatch(pid) as watch:
-        await asyncio.gather(*(send(client, request(), latencies, failures) for _ in range(requests)))
-    return {"requests_at_once": requests, **figures(latencies, failures, watch)}
-
-
-async def send(client: httpx.AsyncClient, case: dict | None, latencies: list[float], failures: list[str]) -> None:
-    """``POST /v1/evaluations`` with ``case``, or ``GET /health`` for None; checks the answer."""
-    started = time.perf_counter()
+def measure(base_url: str, key: str, pid: int, url: str, cases_file: Path, levels: Iterator[int],
+            args) -> list[dict[str, Any]]:
+    posts = {"KEY": key, "CASES": str(cases_file)}
+    wrk(base_url + "/v1/evaluations", 8, 2, {**posts, "PREFIX": "WARMUP"}, pid)  # threads, connections, caches
+    results = []
+    database = create_engine(url)
     try:
-        if case is None:
-            response = await client.get("/health")
-        else:
-            response = await client.post("/v1/evaluations", content=json.dumps(case))
-    except httpx.HTTPError as error:
-        failures.append(f"{type(error).__name__}: {error}")
-        return
-    latencies.append(time.perf_counter() - started)
-    if response.status_code != (200 if case is None else 201):
-        failures.append(f"{response.status_code} {response.text[:200]}")
-    elif case is not None and response.json()["external_id"] != case["external_id"]:
-        failures.append(f"external_id {response.json()['external_id']} for {case['external_id']}")
+        for in_flight in args.levels:
+            prefix = f"L{next(levels)}"
+            floor = wrk(base_url + "/health", in_flight, args.seconds / 2, {}, pid)
+            evaluations = wrk(base_url + "/v1/evaluations", in_flight, args.seconds, {**posts, "PREFIX": prefix}, pid)
+            problems = check_stored(database, prefix, evaluations["answered"])
+            failures = evaluations["errors"] + floor["errors"] + len(problems)
+            results.append({
+                "in_flight": in_flight,
+                "floor_health": floor,
+                "evaluations": evaluations,
+                "evaluations_over_floor": round(evaluations["per_second"] / floor["per_second"], 2),
+                "failures": failures,
+                "first_problems": problems[:3],
+            })
+    finally:
+        database.dispose()
+    return results
 
 
-def figures(latencies: list[float], failures: list[str], watch: Stopwatch) -> dict[str, Any]:
-    ordered = sorted(latencies)
-    done = max(1, len(latencies))
+def wrk(url: str, in_flight: int, seconds: float, env: dict[str, str], server_pid: int) -> dict[str, Any]:
+    """One wrk run; its figures with the CPU each party spent."""
+    command = ["wrk", "-t1", f"-c{in_flight}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(LUA), url]
+    with Stopwatch(server_pid) as watch:
+        done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("WRK-JSON ")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"wrk failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    out = json.loads(lines[-1].removeprefix("WRK-JSON "))
+    errors = sum(out[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    answered = out["requests"] - out["status_errors"]
+    done_count = max(1, out["requests"])
     return {
-        "requests": len(latencies),
-        "per_second": round(len(latencies) / watch.seconds, 1),
-        "p50_ms": round(1000 * ordered[len(ordered) // 2], 2) if ordered else None,
-        "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2) if ordered else None,
-        "mean_ms": round(1000 * statistics.fmean(ordered), 2) if ordered else None,
-        "server_cpu_ms_per_request": round(1000 * watch.server_cpu / done, 3),
-        "database_cpu_ms_per_request": round(1000 * watch.database_cpu / done, 3),
-        "client_cpu_ms_per_request": round(1000 * watch.client_cpu / done, 3),
+        "answered": answered,
+        "per_second": round(answered / (out["duration_us"] / 1e6), 1),
+        "p50_ms": round(out["p50_us"] / 1000, 2),
+        "p99_ms": round(out["p99_us"] / 1000, 2),
+        "max_ms": round(out["max_us"] / 1000, 2),
+        "server_cpu_ms_per_request": round(1000 * watch.server_cpu / done_count, 3),
+        "database_cpu_ms_per_request": round(1000 * watch.database_cpu / done_count, 3),
+        "client_cpu_ms_per_request": round(1000 * watch.client_cpu / done_count, 3),
+        "server_cpus": round(watch.server_cpu / watch.seconds, 2),
         "other_processes_cpus": round(max(0.0, watch.other_cpu) / watch.seconds, 2),
         "stolen_cpus": round(watch.stolen_cpu / watch.seconds, 2),
-        "failures": len(failures),
-        "first_failures": failures[:3],
+        "errors": errors,
     }
 
 
+def check_stored(database, prefix: str, answered: int) -> list[str]:
+    """Every answered evaluation of a level must be stored, its result and case naming its external_id
+    (both begin with it: ``{"evaluation_id":…,"external_id":…`` and ``{"external_id":…``)."""
+    query = text("SELECT id, external_id, substr(result_json, 1, 120), substr(case_json, 1, 60) "
+                 "FROM evaluations WHERE external_id LIKE :pattern")
+    with database.connect() as connection:
+        rows = connection.execute(query, {"pattern": f"{prefix}-%"}).all()
+    problems = [f"only {len(rows)} stored for {answered} answered with 201"] if len(rows) < answered else []
+    for evaluation_id, external_id, result_start, case_start in rows:
+        expected = f'{{"evaluation_id":"{evaluation_id}","external_id":"{external_id}"'
+        if not result_start.startswith(expected) or not case_start.startswith(f'{{"external_id":"{external_id}"'):
+            problems.append(f"stored row {evaluation_id} does not match its external_id {external_id}")
+    return problems
+
+
 class Stopwatch:
-    """Wall time; CPU time of the server (the process and its workers), of this process, and of
-    everything else on the machine."""
+    """Wall time; CPU time of the server (the process and its workers), of PostgreSQL, of the load
+    generator (this process's finished children), and of everything else on the machine."""
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
 
     def __enter__(self) -> Stopwatch:
-        self._wall, self._client = time.perf_counter(), time.process_time()
+        self._wall, self._client = time.perf_counter(), children_cpu()
         self._busy, self._stolen = machine_cpu()
         self._server, self._database = process_cpu(self.server_pid)
         return self
@@ -199,10 +190,15 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._wall
         server, database = process_cpu(self.server_pid)
         self.server_cpu, self.database_cpu = server - self._server, database - self._database
-        self.client_cpu = time.process_time() - self._client
+        self.client_cpu = children_cpu() - self._client
         busy, stolen = machine_cpu()
         self.other_cpu = busy - self._busy - self.server_cpu - self.database_cpu - self.client_cpu
         self.stolen_cpu = stolen - self._stolen
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine_cpu() -> tuple[float, float]:

@@ -59,6 +59,7 @@ def parse_json(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
     except UnicodeDecodeError as error:
         raise _unreadable(f"The body is not UTF-8 text (byte {error.start} cannot be decoded).") from None
+    del data  # a large batch (the CLI's) is not held twice, as bytes and as text, while it is parsed
     repeated = False
 
     def checked_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -157,6 +157,14 @@ def test_a_revoked_key_is_refused(client, database, method, path, full_case):
     assert client.request(method, path, json=full_case, headers=auth(key)).status_code == 401
 
 
+def test_a_key_revoked_while_in_use_is_refused_on_its_very_next_request(client, database, full_case):
+    # Keys are looked up on every request, never cached: revocation takes effect at once.
+    key_id, key = create_key(database, "intake")
+    assert client.post("/v1/evaluations", json=full_case, headers=auth(key)).status_code == 201
+    revoke_key(database, key_id)
+    assert client.post("/v1/evaluations", json=full_case, headers=auth(key)).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("role", "method", "path", "status"),
     [

@@ -1,17 +1,19 @@
 """Each known durable-rules pitfall (DEVELOPERS.md) has a test that fails if its guard goes away."""
 
+import itertools
 import subprocess
 import sys
 import threading
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
+import durable_rules_engine
 import pytest
 
 
 from conftest import FULL_CASE, statuses, with_dictionary
 from service.policy.compiler import DISCRIMINATOR, SENTINEL, compile_policy
-from service.engine.durable import EngineError, RulesEngine
+from service.engine.durable import EngineError, RulesEngine, case_fact_json
 from service.engine.evaluation import Evaluator
 from service.policy.rules import load_catalog
 
@@ -125,19 +127,37 @@ def test_facts_are_asserted_so_every_matching_rule_fires(evaluator):
     assert set(statuses(result).values()) == {"met", "absent"}
 
 
-def test_an_exception_inside_a_rule_action_is_raised_not_swallowed(monkeypatch):
-    def failing_recorder(self, rule_name):
-        def record(_closure):
-            raise ValueError("action failed")
-        return record
+def test_a_failure_in_the_middle_of_a_case_is_raised_and_leaves_no_lease_behind(monkeypatch, evaluator):
+    # An action started and never completed leases the sid for 30 s: later cases would fire nothing.
+    # The engine abandons the action and deletes the sid's state, so the next case runs as usual.
+    expected = findings(evaluator.evaluate(FULL_CASE))
+    complete_next = durable_rules_engine.complete_and_start_action
+    calls = itertools.count()
 
-    monkeypatch.setattr(RulesEngine, "_recorder", failing_recorder)
-    evaluator = Evaluator.from_rules_dir()
-    with pytest.raises(EngineError, match="action failed|sentinel"):
+    def failing_on_the_third(handle, offset):
+        if next(calls) == 2:
+            raise durable_rules_engine.error("failed mid-case")
+        return complete_next(handle, offset)
+
+    monkeypatch.setattr(durable_rules_engine, "complete_and_start_action", failing_on_the_third)
+    with pytest.raises(EngineError, match="durable-rules failed"):
         evaluator.evaluate(FULL_CASE)
+    assert findings(evaluator.evaluate(FULL_CASE)) == expected
 
 
-def test_the_host_starts_no_background_dispatch_threads():
+def test_a_fact_left_under_the_sid_is_an_error_not_mixed_into_the_case(evaluator):
+    # Facts are retracted after each case; should one ever stay, the next assert is refused
+    # (code 2) rather than matched together with it, and the state is cleared for the case after.
+    compiled = compile_policy(next(load_catalog().all_versions()))
+    handle = evaluator.engine._rulesets[compiled.name].handle
+    expected = findings(evaluator.evaluate(FULL_CASE))
+    durable_rules_engine.assert_fact(handle, case_fact_json({"patient": {"age_years": 3}}))
+    with pytest.raises(EngineError, match="answered 2"):
+        evaluator.evaluate(FULL_CASE)
+    assert findings(evaluator.evaluate(FULL_CASE)) == expected
+
+
+def test_the_engine_starts_no_background_threads():
     before = threading.active_count()
     RulesEngine()
     assert threading.active_count() == before

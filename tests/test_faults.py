@@ -87,6 +87,20 @@ def test_postgresql_going_away_gets_503_and_the_service_recovers(proxied_postgre
     ]
 
 
+def test_connections_cut_while_idle_are_replaced_without_a_failed_request(proxied_postgres, evaluator, tmp_path,
+                                                                         full_case):
+    # No pre-ping: the key check finds the broken connection, empties the pool and tries again.
+    direct, proxy, url = proxied_postgres
+    _, key = create_key(direct, "intake")
+    with TestClient(create_app(Settings(data_dir=tmp_path, database_url=url), evaluator)) as client:
+        before = post(client, key, "PG-IDLE-before", full_case)
+        proxy.stop()  # every pooled connection is cut while nothing is in flight
+        proxy.start()
+        after = [post(client, key, f"PG-IDLE-after-{i}", full_case) for i in range(3)]
+    assert before.status_code == 201
+    assert [response.status_code for response in after] == [201, 201, 201]
+
+
 def test_postgresql_going_away_under_load_loses_no_acknowledged_evaluation(
     proxied_postgres, evaluator, tmp_path, full_case, request
 ):

@@ -5,7 +5,11 @@ those truths back: it names the comparisons that settle each answer (the reason)
 (the evidence), and the missing fields the answer still depends on. It never compares values.
 
 What does not depend on the case (titles, citations, each comparison's requirement in words) is
-worked out once per policy version, when its ``ResultBuilder`` is made.
+worked out once per policy version, when its ``ResultBuilder`` is made. What depends on the case
+only through which of a rule's nodes are true, false or unknown and which of its fields are
+documented (its status, which comparisons settle it, its missing fields, the words of its reason
+around the values) is worked out once per such pattern and kept (up to ``PLANS_PER_RULE``); a case
+then only fills in its values.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from service.policy.fields import Dictionary, FieldSpec
-from service.policy.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule
+from service.policy.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule, walk
 
 NOTICE = "These findings support a reviewer's determination; they are not a coverage decision."
 CRITERION_STATUS = {True: "met", False: "not_met", None: "insufficient_information"}
@@ -21,6 +25,16 @@ FLAG_STATUS = {True: "present", False: "absent", None: "unknown"}
 _PREFIX = {True: "Met", False: "Not met", None: "Insufficient information"}
 _FLAG_PREFIX = {True: "Present", False: "Absent", None: "Unknown"}
 _EITHER = {"required": "is required", "present when": "makes it present"}
+PLANS_PER_RULE = 4096  # bounds the memory of the patterns kept per rule (a rule has few in practice)
+
+
+class _Value:
+    """Where a documented value's words go in a reason."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
 
 
 def _plain(value: Any) -> Any:
@@ -75,7 +89,7 @@ def _alternatives(expr: Expr, node_id: str) -> Iterator[tuple[str, Expr]]:
 
 def _evidence(path: str, value: Any, provenance: dict[str, dict[str, str]]) -> dict[str, Any]:
     item = {"field": path, "value": _plain(value)}
-    if path in provenance:
+    if provenance and path in provenance:
         item["source"] = dict(provenance[path])
     return item
 
@@ -109,18 +123,20 @@ class _FindingWriter:
             if all(part in alternative for part in parts):
                 self.either[node_id] = f"either {' or '.join(alternative[part] for part in parts)} {_EITHER[needs]}"
 
-    def _sentence(self, node_id: str, node: Comparison, values: dict[str, Any], plain: bool) -> str:
-        spec = self.specs[node.field]
-        value = values.get(node.field)
-        if value is None:
-            found = f"{spec.label} is not documented ({node.field}"
-            return f"{found})" if plain else f"{found}; {self.needs[node_id]})"
-        found = (f"{spec.label} are {spec.words(value) or 'none'}" if isinstance(value, (list, tuple))
-                 else f"{spec.label} is {spec.words(value)}")
-        return found if plain else f"{found} ({self.needs[node_id]})"
+        self.node_ids = tuple(node_id for node_id, _ in walk(rule.logic, rule.id))
+        self._plans: dict[tuple, tuple] = {}
 
-    def finding(self, values: dict[str, Any], truths: dict[str, bool],
-                provenance: dict[str, dict[str, str]]) -> dict[str, Any]:
+    def _sentence(self, node_id: str, node: Comparison, present: set[str], plain: bool) -> list:
+        spec = self.specs[node.field]
+        if node.field not in present:
+            found = f"{spec.label} is not documented ({node.field}"
+            return [f"{found})" if plain else f"{found}; {self.needs[node_id]})"]
+        found = [f"{spec.label} {'are' if spec.kind == 'code_list' else 'is'} ", _Value(node.field)]
+        return found if plain else [*found, f" ({self.needs[node_id]})"]
+
+    def _plan(self, truths: dict[str, bool], present: set[str]) -> tuple:
+        """Everything of the finding but the values' words: for one pattern of node truths and
+        documented fields (a field is documented or not, whatever its value)."""
         rule = self.rule
         truth = truths.get(rule.id)
         sentences, missing = [], []
@@ -128,24 +144,58 @@ class _FindingWriter:
         # An ``any`` that is not met, or still waits, states its alternatives once, then what was found.
         groups = {node_id: [] for node_id in self.either if truths.get(node_id) is not True}
         for node_id, node in settling:
-            if values.get(node.field) is None:
+            if node.field not in present:
                 missing.append(node.field)
             group = node_id.rpartition(".")[0]
             if group in groups:
-                groups[group].append(self._sentence(node_id, node, values, plain=True))
+                groups[group].append(self._sentence(node_id, node, present, plain=True))
                 if len(groups[group]) == 1:
                     sentences.append(group)  # placeholder, filled below
             else:
-                sentences.append(self._sentence(node_id, node, values, plain=False))
-        sentences = [f"{self.either[s]}: {', '.join(groups[s])}" if s in groups else s for s in sentences]
+                sentences.append(self._sentence(node_id, node, present, plain=False))
+        parts: list = [f"{self.prefixes[truth]}: "]
+        for index, sentence in enumerate(sentences):
+            if index:
+                parts.append("; ")
+            if isinstance(sentence, str):  # an ``any``'s group
+                parts.append(f"{self.either[sentence]}: ")
+                for number, alternative in enumerate(groups[sentence]):
+                    parts.extend([", ", *alternative] if number else alternative)
+            else:
+                parts.extend(sentence)
+        parts.append(".")
+        merged: list = []  # neighbouring words joined, so a case joins a few pieces only
+        for part in parts:
+            if merged and isinstance(part, str) and isinstance(merged[-1], str):
+                merged[-1] += part
+            else:
+                merged.append(part)
+        return (
+            self.statuses[truth],
+            tuple(merged),
+            tuple(path for path in rule.fields if path in present),
+            tuple(dict.fromkeys(missing)) if truth is None else (),
+        )
+
+    def finding(self, values: dict[str, Any], truths: dict[str, bool],
+                provenance: dict[str, dict[str, str]]) -> dict[str, Any]:
+        key = (*[truths.get(node_id) for node_id in self.node_ids], *[path in values for path in self.rule.fields])
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(truths, {path for path in self.rule.fields if path in values})
+            if len(self._plans) < PLANS_PER_RULE:
+                self._plans[key] = plan
+        status, parts, documented, missing = plan
+        specs = self.specs
         return {
-            "id": rule.id,
-            "title": rule.title,
-            "requirement": rule.requirement,
-            "status": self.statuses[truth],
-            "reason": f"{self.prefixes[truth]}: {'; '.join(sentences)}.",
-            "evidence": [_evidence(path, values[path], provenance) for path in rule.fields if path in values],
-            "missing": list(dict.fromkeys(missing)) if truth is None else [],
+            "id": self.rule.id,
+            "title": self.rule.title,
+            "requirement": self.rule.requirement,
+            "status": status,
+            "reason": "".join([part if part.__class__ is str else (specs[part.path].words(values[part.path]) or "none")
+                               for part in parts]),
+            "evidence": [_evidence(path, values[path], provenance) for path in documented],
+            "missing": list(missing),
             "citations": [dict(c) for c in self.citations],  # copies: results share no mutable part
         }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import pydantic_core
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -14,6 +13,7 @@ from service.errors import InvalidInput
 from service.json_input import parse_json
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
+from service.json_output import json_bytes
 from service.fhir.evaluation import dictionary_of, evidence_sources, fhir_response, outcome_errors, read_bundle
 from service.fhir.intake import continued_evaluation
 from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
@@ -22,6 +22,7 @@ from service.fhir.questionnaire import for_evaluation
 from service.store.database import (
     Database,
     InvalidCursor,
+    evaluation_row,
     get_evaluation_case,
     get_evaluation_result,
     list_evaluation_results,
@@ -103,6 +104,8 @@ async def create_evaluation(
     if _media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
         query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
         work = (evaluate_bundle_and_store, evaluator, db, body, key.id, query, claim)
+    elif claim is None:  # the common case, on the event loop (it is ~0.2 ms) and stored by group commit
+        return _created(request, *await evaluate_and_commit(evaluator, db, parse_json_body(content_type, body), key.id))
     else:
         work = (evaluate_and_store, evaluator, db, parse_json_body(content_type, body), key.id, claim)
     stored = await run_in_threadpool(*work)
@@ -111,7 +114,7 @@ async def create_evaluation(
     return _created(request, *stored)
 
 
-def _created(request: Request, evaluation_id: str, result_json: str, replayed: bool = False) -> Response:
+def _created(request: Request, evaluation_id: str, result_json: str | bytes, replayed: bool = False) -> Response:
     headers = {"Location": f"{request.url.path}/{evaluation_id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -218,25 +221,36 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
 def evaluate_and_store(
     evaluator: Evaluator, db: Database, payload: Any, key_id: str,
     idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
-) -> tuple[str, str] | None:
+) -> tuple[str, bytes] | None:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
     The evaluation's id and result JSON; None, nothing stored, when another request claimed the
     same Idempotency-Key first."""
     result = evaluator.evaluate(payload, provenance=provenance)
-    # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
-    result_json = pydantic_core.to_json(result).decode()
-    stored = save_evaluation(
-        db,
-        evaluation_id=result["evaluation_id"],
-        external_id=result["external_id"],
-        policy_id=result["policy"]["id"],
-        policy_version=result["policy"]["version"],
-        key_id=key_id,
-        case_json=_dumps(payload),
-        result_json=result_json,
-        idempotency=idempotency,
-    )
+    result_json = json_bytes(result)
+    stored = save_evaluation(db, idempotency=idempotency, **_stored(result, result_json, payload, key_id))
     return (result["evaluation_id"], result_json) if stored else None
+
+
+async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, bytes]:
+    """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
+    less than a hand-off to a thread, and the group commit is awaited without blocking."""
+    result = evaluator.evaluate(payload)
+    result_json = json_bytes(result)
+    await db.writer.commit_async([evaluation_row(**_stored(result, result_json, payload, key_id))])
+    return result["evaluation_id"], result_json
+
+
+def _stored(result: dict[str, Any], result_json: bytes, payload: Any, key_id: str) -> dict[str, str]:
+    """The columns of a stored evaluation: the result as returned, the case as received."""
+    return {
+        "evaluation_id": result["evaluation_id"],
+        "external_id": result["external_id"],
+        "policy_id": result["policy"]["id"],
+        "policy_version": result["policy"]["version"],
+        "key_id": key_id,
+        "case_json": json_bytes(payload).decode(),
+        "result_json": result_json.decode(),
+    }
 
 
 def _dumps(value: Any) -> str:
