@@ -24,18 +24,21 @@ def field_path(loc: Iterable[Any], prefix: str = "") -> str:
 
 
 class InvalidInput(Exception):
-    """A case (or batch) that cannot be evaluated; ``errors`` names each offending field."""
+    """A case (or batch, or reviewer's note) that cannot be taken; ``errors`` names each offending field."""
 
-    def __init__(self, errors: list[dict[str, str]]):
+    def __init__(self, errors: list[dict[str, str]], detail: str = "The case is invalid."):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
         self.errors = errors
+        self.detail = detail
 
     @classmethod
     def one(cls, field: str, message: str, type_: str = "value_error") -> "InvalidInput":
         return cls([{"field": field, "message": message, "type": type_}])
 
     @classmethod
-    def from_validation_error(cls, error: ValidationError, prefix: str = "") -> "InvalidInput":
+    def from_validation_error(
+        cls, error: ValidationError, prefix: str = "", detail: str = "The case is invalid."
+    ) -> "InvalidInput":
         return cls(
             [
                 {
@@ -44,8 +47,9 @@ class InvalidInput(Exception):
                     "type": e["type"],
                 }
                 for e in error.errors(include_url=False, include_input=False)
-            ]
+            ],
+            detail,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detail": "The case is invalid.", "errors": self.errors}
+        return {"detail": self.detail, "errors": self.errors}

@@ -25,6 +25,7 @@ from service.store.keys import ROLES
 from service.api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, drop_query_strings
 from service.api.ratelimit import RateLimiter
 from service.api.routers import evaluations, health, policies
+from service.review import notes as review_notes, pages as review_pages
 from service.settings import Settings
 from service.store.database import Database
 
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(health.router)
     app.include_router(evaluations.router, prefix="/v1")
     app.include_router(policies.router, prefix="/v1")
+    app.include_router(review_notes.router, prefix="/v1")
+    app.include_router(review_pages.router)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
