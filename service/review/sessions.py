@@ -30,14 +30,15 @@ SIGN_IN_ATTEMPTS_PER_MINUTE = 10
 
 def signed_in(request: Request, db: DatabaseDep) -> SignedIn:
     """The reviewer's live session; without one, a redirect to the sign-in form (which brings the
-    reviewer back here afterwards) and no page content."""
+    reviewer back to this path afterwards) and no page content. The query string is dropped: it
+    may hold an intake reference, which a page without a session must not echo."""
     session = find_session(db, request.cookies.get(SESSION_COOKIE))
     if session is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = quote(request.url.path, safe="")
         raise HTTPException(
             303,
             detail="Sign in to see this page.",
-            headers={"Location": f"{COOKIE_PATH}?next={quote(target, safe='')}", "Cache-Control": "no-store"},
+            headers={"Location": f"{COOKIE_PATH}?next={target}", "Cache-Control": "no-store"},
         )
     request.state.key_id = session.key_id  # for the access log
     return session
