@@ -41,6 +41,7 @@ from service.review.store import (
     open_session,
     search_evaluations,
 )
+from service.store.database import Database
 from service.store.keys import authenticate
 
 PACKAGE = Path(__file__).parent
@@ -208,7 +209,7 @@ def stylesheet() -> Response:
 def _review_page(
     request: Request,
     session: SignedIn,
-    db,
+    db: Database,
     result: dict[str, Any],
     draft: dict[str, str],
     problems: dict[str, str] | None = None,
