@@ -1,5 +1,6 @@
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "rules" / "isass-2023-restorative-neurostimulation" / "1.0.0"
+FIELDS_FILE = ROOT / "rules" / "fields.yaml"
+
+
+def with_dictionary(rules_dir: Path) -> Path:
+    """A rules folder made by a test holds the bundled field dictionary, as every rules folder must."""
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIELDS_FILE, rules_dir / "fields.yaml")
+    return rules_dir
 
 # The contract's example case (shared/contract.md): every criterion met, no trial flag.
 FULL_CASE = {

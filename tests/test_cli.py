@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import FULL_CASE, POLICY_DIR, write_json
+from conftest import FULL_CASE, POLICY_DIR, with_dictionary, write_json
 
 COMMAND = [sys.executable, "-m", "service.cli"]
 
@@ -101,6 +101,7 @@ def test_rules_check_passes_on_the_bundled_rules():
 def copy_rules(tmp_path: Path) -> Path:
     folder = tmp_path / "rules" / "isass-2023-restorative-neurostimulation" / "1.0.0"
     shutil.copytree(POLICY_DIR, folder)
+    with_dictionary(tmp_path / "rules")
     return folder
 
 

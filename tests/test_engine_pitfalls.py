@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import FULL_CASE, statuses
+
+from conftest import FULL_CASE, statuses, with_dictionary
 from service.policy.compiler import DISCRIMINATOR, SENTINEL, compile_policy
 from service.engine.durable import EngineError, RulesEngine
 from service.engine.evaluation import Evaluator
@@ -65,6 +66,7 @@ def test_a_rule_made_only_of_negations_terminates(tmp_path):
     # would loop); the discriminator that guards against that is checked structurally above.
     folder = tmp_path / "negations" / "1"
     folder.mkdir(parents=True)
+    with_dictionary(tmp_path)
     (folder / "policy.yaml").write_text(textwrap.dedent("""
         id: negations
         version: "1"

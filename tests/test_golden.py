@@ -31,10 +31,11 @@ def test_golden_cases_cover_every_criterion_and_flag_status():
 def test_a_wrong_expectation_is_reported(tmp_path):
     import shutil
 
-    from conftest import POLICY_DIR
+    from conftest import POLICY_DIR, with_dictionary
 
     folder = tmp_path / "isass-2023-restorative-neurostimulation" / "1.0.0"
     shutil.copytree(POLICY_DIR, folder)
+    with_dictionary(tmp_path)
     golden = folder / "golden.yaml"
     golden.write_text(golden.read_text().replace(
         "expect: {criteria: {ISASS-RN-04: met}}", "expect: {criteria: {ISASS-RN-04: not_met}}"))

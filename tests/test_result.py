@@ -20,6 +20,7 @@ def test_contract_shape_for_the_example_case(evaluator, full_case):
     assert result["policy"]["status"] == "draft" and result["policy"]["review_note"]
     assert result["summary"] == {
         "outcome": "all_criteria_met", "met": 13, "not_met": 0, "insufficient_information": 0, "total": 13,
+        "flags_present": [],
         "notice": "These findings support a reviewer's determination; they are not a coverage decision."}
     assert [c["id"] for c in result["criteria"]] == [f"ISASS-RN-{n:02d}" for n in range(1, 14)]
     for item in (*result["criteria"], *result["flags"]):

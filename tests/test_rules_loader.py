@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import POLICY_DIR
+from conftest import POLICY_DIR, with_dictionary
 from service.engine.evaluation import Evaluator
 from service.policy.rules import RuleError, load_catalog
 
@@ -18,6 +18,7 @@ def copy_policy(rules_dir: Path, version: str = "1.0.0", **changes) -> Path:
     """Copy the bundled policy into ``rules_dir/<id>/<version>/`` with top-level keys changed."""
     folder = rules_dir / POLICY_ID / version
     shutil.copytree(POLICY_DIR, folder)
+    with_dictionary(rules_dir)
     data = yaml.safe_load((folder / "policy.yaml").read_text())
     data.update(version=version, **changes)
     (folder / "policy.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -149,21 +150,34 @@ def test_service_date_selects_the_version_in_force(tmp_path, full_case):
     ]
 
 
-def test_a_payer_variant_is_a_second_policy_and_then_cases_must_name_one(tmp_path, full_case):
-    copy_policy(tmp_path)
-    variant = tmp_path / "acme-health-restorative-neurostimulation" / "1.0.0"
+def _variant(rules_dir: Path, policy_id: str) -> None:
+    variant = rules_dir / policy_id / "1.0.0"
     shutil.copytree(POLICY_DIR, variant)
     data = yaml.safe_load((variant / "policy.yaml").read_text())
-    data["id"] = "acme-health-restorative-neurostimulation"
+    data["id"] = policy_id
     (variant / "policy.yaml").write_text(yaml.safe_dump(data))
+
+
+def test_a_payer_variant_is_a_second_policy_and_the_isass_policy_stays_the_default(tmp_path, full_case):
+    copy_policy(tmp_path)
+    _variant(tmp_path, "acme-health-restorative-neurostimulation")
     evaluator = Evaluator.from_rules_dir(tmp_path)
 
     assert evaluator.evaluate(full_case)["policy"]["id"] == POLICY_ID
     full_case["policy"] = "acme-health-restorative-neurostimulation"
     assert evaluator.evaluate(full_case)["policy"]["id"] == "acme-health-restorative-neurostimulation"
     del full_case["policy"]
+    assert evaluator.evaluate(full_case)["policy"]["id"] == POLICY_ID
+
+
+def test_without_the_default_policy_several_policies_make_cases_name_one(tmp_path, full_case, monkeypatch):
+    _variant(with_dictionary(tmp_path), "acme-health-restorative-neurostimulation")
+    _variant(tmp_path, "beta-health-restorative-neurostimulation")
+    del full_case["policy"]
     from service.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as caught:
-        evaluator.evaluate(full_case)
+        Evaluator.from_rules_dir(tmp_path).evaluate(full_case)
     assert caught.value.errors[0]["field"] == "policy"
+    monkeypatch.setenv("COVERAGE_CRITERIA_DEFAULT_POLICY", "beta-health-restorative-neurostimulation")
+    assert Evaluator.from_rules_dir(tmp_path).evaluate(full_case)["policy"]["id"] == "beta-health-restorative-neurostimulation"

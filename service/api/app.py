@@ -18,7 +18,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from uvicorn.supervisors import Multiprocess
 
-from service.policy.case import Case
 from service.errors import InvalidInput, field_path
 from service.engine.evaluation import Evaluator
 from service.store.keys import ROLES
@@ -150,7 +149,7 @@ def _complete_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            case = Case.model_json_schema(ref_template="#/components/schemas/{model}")
+            case = app.state.evaluator.case_model.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(case.pop("$defs", {}))
             components["Case"] = case

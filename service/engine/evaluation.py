@@ -13,31 +13,42 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from service.policy.case import Case
-from service.policy.compiler import CompiledPolicy, compile_policy
 from service.engine.durable import RulesEngine
-from service.errors import InvalidInput, field_path
 from service.engine.result import ResultBuilder
+from service.errors import InvalidInput, field_path
+from service.policy.case import CaseBase, case_model
+from service.policy.compiler import CompiledPolicy, compile_policy
 from service.policy.rules import Catalog, PolicyVersion, load_catalog
 
+# Where a value came from, by field path, when it was read from FHIR: {"reference", "date"}.
+Provenance = dict[str, dict[str, str]]
 
-def _read(case: Case, fields: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The documented values the rules read, twice: nested as in the case (the facts the engine
-    is given) and by dotted path (for the result). Missing and null fields are left out."""
-    facts: dict[str, dict[str, Any]] = {}
-    values: dict[str, Any] = {}
+
+def _documented(case: CaseBase, fields: Iterable[str]) -> dict[str, Any]:
+    """The documented values of ``fields`` by dotted path; missing and null fields are left out."""
+    values = {}
     for path in fields:
         value = case.value(path)
         if value is not None:
-            section, name = path.split(".")
-            facts.setdefault(section, {})[name] = value
             values[path] = value
-    return facts, values
+    return values
+
+
+def _facts(values: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """The facts the engine is given: the documented values of ``fields``, nested as in the case."""
+    facts: dict[str, Any] = {}
+    for path in fields:
+        if path in values:
+            section, _, name = path.rpartition(".")
+            (facts.setdefault(section, {}) if section else facts)[name] = values[path]
+    return facts
 
 
 class Evaluator:
     def __init__(self, catalog: Catalog, engine: RulesEngine | None = None):
         self.catalog = catalog
+        self.dictionary = catalog.dictionary
+        self.case_model = case_model(catalog.dictionary)
         self.engine = engine or RulesEngine()
         self._compiled: dict[str, CompiledPolicy] = {}
         self._builders: dict[str, ResultBuilder] = {}
@@ -45,7 +56,7 @@ class Evaluator:
             compiled = compile_policy(version)
             self.engine.register(compiled)
             self._compiled[version.key] = compiled
-            self._builders[version.key] = ResultBuilder(version)
+            self._builders[version.key] = ResultBuilder(version, catalog.dictionary)
 
     @classmethod
     def from_rules_dir(cls, rules_dir: Path | str | None = None) -> "Evaluator":
@@ -54,13 +65,13 @@ class Evaluator:
     # --- validation ---------------------------------------------------------------------------
 
     def parse(self, payload: Any, prefix: str = "",
-              today: datetime.date | None = None) -> tuple[Case, PolicyVersion, datetime.date]:
+              today: datetime.date | None = None) -> tuple[CaseBase, PolicyVersion, datetime.date]:
         """Validate a case and find the policy version in force on its service date.
 
         A case without a service date is evaluated for ``today`` (default: the current date).
         """
         try:
-            case = Case.model_validate(payload)
+            case = self.case_model.model_validate(payload)
         except ValidationError as error:
             raise InvalidInput.from_validation_error(error, prefix) from None
         policy_id = case.policy or self.catalog.default_policy
@@ -81,25 +92,30 @@ class Evaluator:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def evaluate_parsed(self, case: Case, version: PolicyVersion, day: datetime.date) -> dict[str, Any]:
+    def evaluate_parsed(self, case: CaseBase, version: PolicyVersion, day: datetime.date,
+                        provenance: Provenance | None = None) -> dict[str, Any]:
         compiled = self._compiled[version.key]
-        facts, values = _read(case, compiled.fields)
-        fired = self.engine.run(compiled.name, facts)
+        values = _documented(case, self.dictionary.fields)
+        fired = self.engine.run(compiled.name, _facts(values, compiled.fields))
         return self._builders[version.key].build(
             case.external_id,
             values,
             compiled.node_truths(fired),
+            provenance=provenance or {},
             evaluation_id=str(uuid.uuid4()),
             evaluated_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             service_date=day.isoformat(),
         )
 
-    def evaluate(self, payload: Any, today: datetime.date | None = None) -> dict[str, Any]:
+    def evaluate(self, payload: Any, today: datetime.date | None = None,
+                 provenance: Provenance | None = None) -> dict[str, Any]:
         """Evaluate one case (parsed JSON); raise InvalidInput naming each offending field.
 
         A case without a service date is evaluated for ``today`` (default: the current date).
+        ``provenance`` names the FHIR resource behind each value read from FHIR; its evidence
+        items then carry ``source``.
         """
-        return self.evaluate_parsed(*self.parse(payload, today=today))
+        return self.evaluate_parsed(*self.parse(payload, today=today), provenance=provenance)
 
     def validate_batch(self, payloads: list[Any], today: datetime.date | None = None) -> None:
         """Validate every case, keeping none; raise InvalidInput naming every offending field
@@ -140,4 +156,11 @@ class Evaluator:
         versions = self.catalog.versions.get(policy_id)
         if versions is None:
             return None
-        return {"id": policy_id, "title": versions[-1].title, "versions": [v.to_dict() for v in versions]}
+        read = dict.fromkeys(path for v in versions for r in (*v.criteria, *v.flags) for path in r.fields)
+        return {
+            "id": policy_id,
+            "title": versions[-1].title,
+            "default": policy_id == self.catalog.default_policy,
+            "versions": [v.to_dict() for v in versions],
+            "fields": [self.dictionary[path].to_dict() for path in read],
+        }

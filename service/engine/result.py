@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from service.policy.case import FIELDS
+from service.policy.fields import Dictionary, FieldSpec
 from service.policy.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule
 
 NOTICE = "These findings support a reviewer's determination; they are not a coverage decision."
@@ -20,6 +20,7 @@ CRITERION_STATUS = {True: "met", False: "not_met", None: "insufficient_informati
 FLAG_STATUS = {True: "present", False: "absent", None: "unknown"}
 _PREFIX = {True: "Met", False: "Not met", None: "Insufficient information"}
 _FLAG_PREFIX = {True: "Present", False: "Absent", None: "Unknown"}
+_EITHER = {"required": "is required", "present when": "makes it present"}
 
 
 def _plain(value: Any) -> Any:
@@ -27,14 +28,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         return int(value)
     return value
-
-
-def _words(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(_words(v) for v in value)
-    return str(_plain(value))
 
 
 def _comparisons(expr: Expr, node_id: str, negated: bool = False) -> Iterator[tuple[str, Comparison, bool]]:
@@ -70,40 +63,85 @@ def _settling(expr: Expr, node_id: str, truths: dict[str, bool]) -> Iterator[tup
             yield from _settling(part, part_id, truths)
 
 
+def _alternatives(expr: Expr, node_id: str) -> Iterator[tuple[str, Expr]]:
+    """The ``any`` nodes of a rule's logic with their ids (outside any ``not``: a negated ``any``
+    is an ``all`` and reads as one)."""
+    if isinstance(expr, AnyOf):
+        yield node_id, expr
+    if not isinstance(expr, Not):
+        for index, part in enumerate(getattr(expr, "parts", ())):
+            yield from _alternatives(part, f"{node_id}.{index}")
+
+
+def _evidence(path: str, value: Any, provenance: dict[str, dict[str, str]]) -> dict[str, Any]:
+    item = {"field": path, "value": _plain(value)}
+    if path in provenance:
+        item["source"] = dict(provenance[path])
+    return item
+
+
 class _FindingWriter:
     """Writes one rule's finding (a criterion's or a flag's) from the documented values and truths."""
 
-    def __init__(self, rule: Rule, statuses: dict, prefixes: dict, needs: str):
+    def __init__(self, rule: Rule, dictionary: Dictionary, statuses: dict, prefixes: dict, needs: str):
         self.rule = rule
         self.statuses = statuses
         self.prefixes = prefixes
         self.citations = [c.to_dict() for c in rule.citations]
-        # node id -> (the field's label, what the comparison needs in words: "required: at least 6")
-        self.wording: dict[str, tuple[str, str]] = {}
+        self.specs: dict[str, FieldSpec] = {path: dictionary[path] for path in rule.fields}
+        # node id -> what the comparison needs in words ("required: at least 6"), and the same as
+        # one alternative of an ``any`` ("Back pain NRS at least 6")
+        self.needs: dict[str, str] = {}
+        alternative: dict[str, str] = {}
         for node_id, node, negated in _comparisons(rule.logic, rule.id):
+            spec = self.specs[node.field]
             operator = OPERATORS[node.operator][1] if negated else node.operator
-            required = _words(node.value) if operator == "equals" else f"{OPERATORS[operator][0]} {_words(node.value)}"
-            self.wording[node_id] = (FIELDS[node.field].label, f"{needs}: {required}")
+            value = spec.words(node.value)
+            required = value if operator == "equals" else f"{OPERATORS[operator][0]} {value}"
+            self.needs[node_id] = f"{needs}: {required}"
+            alternative[node_id] = f"{spec.label} {required}"
+        # an ``any`` whose parts are plain comparisons reads as "either A or B is required"
+        self.either: dict[str, str] = {}
+        for node_id, node in _alternatives(rule.logic, rule.id):
+            parts = [f"{node_id}.{i}" for i in range(len(node.parts))]
+            if all(part in alternative for part in parts):
+                self.either[node_id] = f"either {' or '.join(alternative[part] for part in parts)} {_EITHER[needs]}"
 
-    def finding(self, values: dict[str, Any], truths: dict[str, bool]) -> dict[str, Any]:
+    def _sentence(self, node_id: str, node: Comparison, values: dict[str, Any], plain: bool) -> str:
+        spec = self.specs[node.field]
+        value = values.get(node.field)
+        if value is None:
+            found = f"{spec.label} is not documented ({node.field}"
+            return f"{found})" if plain else f"{found}; {self.needs[node_id]})"
+        found = f"{spec.label} is {spec.words(value)}"
+        return found if plain else f"{found} ({self.needs[node_id]})"
+
+    def finding(self, values: dict[str, Any], truths: dict[str, bool],
+                provenance: dict[str, dict[str, str]]) -> dict[str, Any]:
         rule = self.rule
         truth = truths.get(rule.id)
         sentences, missing = [], []
-        for node_id, node in _settling(rule.logic, rule.id, truths):
-            label, needs = self.wording[node_id]
-            value = values.get(node.field)
-            if value is None:
+        settling = list(_settling(rule.logic, rule.id, truths))
+        # An ``any`` that is not met, or still waits, states its alternatives once, then what was found.
+        groups = {node_id: [] for node_id in self.either if truths.get(node_id) is not True}
+        for node_id, node in settling:
+            if values.get(node.field) is None:
                 missing.append(node.field)
-                sentences.append(f"{label} is not documented ({node.field}; {needs})")
+            group = node_id.rpartition(".")[0]
+            if group in groups:
+                groups[group].append(self._sentence(node_id, node, values, plain=True))
+                if len(groups[group]) == 1:
+                    sentences.append(group)  # placeholder, filled below
             else:
-                sentences.append(f"{label} is {_words(value)} ({needs})")
+                sentences.append(self._sentence(node_id, node, values, plain=False))
+        sentences = [f"{self.either[s]}: {', '.join(groups[s])}" if s in groups else s for s in sentences]
         return {
             "id": rule.id,
             "title": rule.title,
             "requirement": rule.requirement,
             "status": self.statuses[truth],
             "reason": f"{self.prefixes[truth]}: {'; '.join(sentences)}.",
-            "evidence": [{"field": path, "value": _plain(values[path])} for path in rule.fields if path in values],
+            "evidence": [_evidence(path, values[path], provenance) for path in rule.fields if path in values],
             "missing": list(dict.fromkeys(missing)) if truth is None else [],
             "citations": [dict(c) for c in self.citations],  # copies: results share no mutable part
         }
@@ -121,18 +159,26 @@ def _outcome(criteria: list[dict[str, Any]]) -> str:
 class ResultBuilder:
     """Builds the results of one policy version."""
 
-    def __init__(self, policy: PolicyVersion):
+    def __init__(self, policy: PolicyVersion, dictionary: Dictionary):
         self.policy = policy
         self._header = policy.header()
-        self._criteria = [_FindingWriter(r, CRITERION_STATUS, _PREFIX, "required") for r in policy.criteria]
-        self._flags = [_FindingWriter(r, FLAG_STATUS, _FLAG_PREFIX, "present when") for r in policy.flags]
+        self._criteria = [_FindingWriter(r, dictionary, CRITERION_STATUS, _PREFIX, "required") for r in policy.criteria]
+        self._flags = [_FindingWriter(r, dictionary, FLAG_STATUS, _FLAG_PREFIX, "present when") for r in policy.flags]
+        read = {path for rule in (*policy.criteria, *policy.flags) for path in rule.fields}
+        # Documented values no criterion or flag reads, shown so nothing a submitter sent is hidden.
+        self._unread = {path: spec.label for path, spec in dictionary.fields.items() if path not in read}
 
     def build(self, external_id: str, values: dict[str, Any], truths: dict[str, bool], *,
-              evaluation_id: str, evaluated_at: str, service_date: str) -> dict[str, Any]:
-        """The result for a case's documented ``values`` (by field path) and its node ``truths``."""
-        criteria = [writer.finding(values, truths) for writer in self._criteria]
-        flags = [writer.finding(values, truths) for writer in self._flags]
+              evaluation_id: str, evaluated_at: str, service_date: str,
+              provenance: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+        """The result for a case's documented ``values`` (by field path, every documented field of
+        the dictionary), its node ``truths``, and where FHIR values came from (``provenance``)."""
+        provenance = provenance or {}
+        criteria = [writer.finding(values, truths, provenance) for writer in self._criteria]
+        flags = [writer.finding(values, truths, provenance) for writer in self._flags]
         counts = {status: sum(c["status"] == status for c in criteria) for status in CRITERION_STATUS.values()}
+        other = [{"field": path, "label": label, **_evidence(path, values[path], provenance)}
+                 for path, label in self._unread.items() if path in values]
         return {
             "evaluation_id": evaluation_id,
             "external_id": external_id,
@@ -143,9 +189,11 @@ class ResultBuilder:
                 "outcome": _outcome(criteria),
                 **counts,
                 "total": len(criteria),
+                "flags_present": [f["id"] for f in flags if f["status"] == "present"],
                 "notice": NOTICE,
             },
             "criteria": criteria,
             "flags": flags,
+            "other_evidence": other,
             "missing_information": list(dict.fromkeys(f for c in criteria for f in c["missing"])),
         }

@@ -1,9 +1,10 @@
 """Load and validate the rule folders in ``rules/`` (format: rules/README.md).
 
-Layout: ``rules/<policy-id>/<version>/policy.yaml`` holds one policy version (metadata, citation
+Layout: ``rules/fields.yaml`` is the field dictionary (``fields.py``);
+``rules/<policy-id>/<version>/policy.yaml`` holds one policy version (metadata, citation
 catalogue, criteria, flags); ``golden.yaml`` beside it holds its golden cases. A file that is
-malformed, names an unknown case field or source, or repeats an id is refused with every problem
-listed as ``file: item: where: problem``.
+malformed, names a field the dictionary lacks or an unknown source, or repeats an id is refused
+with every problem listed as ``file: item: where: problem``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any, Iterator, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.policy.case import FIELDS, FieldInfo
 from service.errors import field_path
+from service.policy.fields import Dictionary, DictionaryError, FieldSpec, load_dictionary
+
+DEFAULT_POLICY = "isass-2023-restorative-neurostimulation"
 
 
 class RuleError(Exception):
-    """One or more rule files are invalid; the message lists every problem found."""
+    """One or more rule files (or the field dictionary) are invalid; the message lists every problem."""
 
 
 # --- the logic: comparisons combined with all / any / not -------------------------------------
@@ -41,7 +44,9 @@ OPERATORS: dict[str, tuple[str, str]] = {
 _OPERATORS_BY_KIND = {
     "boolean": {"equals", "not_equals"},
     "enum": {"equals", "not_equals", "one_of", "none_of"},
+    "integer": {"equals", "not_equals", "at_least", "less_than", "at_most", "more_than"},
     "number": {"equals", "not_equals", "at_least", "less_than", "at_most", "more_than"},
+    "code_list": set(),
 }
 
 
@@ -105,7 +110,7 @@ def to_data(expr: Expr) -> dict[str, Any]:
     return {"not": to_data(expr.part)}
 
 
-def _value_problem(info: FieldInfo, operator: str, value: Any) -> str | None:
+def _value_problem(info: FieldSpec, operator: str, value: Any) -> str | None:
     if operator in ("one_of", "none_of"):
         if not isinstance(value, list) or not value:
             return f"{operator} needs a non-empty list of values"
@@ -116,12 +121,12 @@ def _value_problem(info: FieldInfo, operator: str, value: Any) -> str | None:
         return f"{info.path} is true or false, not {value!r}"
     if info.kind == "enum" and value not in info.choices:
         return f"{value!r} is not a value of {info.path} (one of: {', '.join(info.choices)})"
-    if info.kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    if info.kind in ("integer", "number") and (isinstance(value, bool) or not isinstance(value, (int, float))):
         return f"{info.path} is a number, not {value!r}"
     return None
 
 
-def parse_logic(data: Any, where: str) -> Expr:
+def parse_logic(data: Any, where: str, dictionary: Dictionary) -> Expr:
     """Parse one logic node; raise RuleError naming ``where`` (e.g. ``met_when.all[1]``)."""
     if not isinstance(data, dict):
         raise RuleError(f"{where}: expected a mapping (field + operator, or all / any / not)")
@@ -131,11 +136,11 @@ def parse_logic(data: Any, where: str) -> Expr:
             raise RuleError(f"{where}: '{combinators[0]}' must stand alone in its mapping")
         key = combinators[0]
         if key == "not":
-            return Not(parse_logic(data["not"], f"{where}.not"))
+            return Not(parse_logic(data["not"], f"{where}.not", dictionary))
         parts = data[key]
         if not isinstance(parts, list) or len(parts) < 2:
             raise RuleError(f"{where}.{key}: expected a list of at least two conditions")
-        parsed = tuple(parse_logic(p, f"{where}.{key}[{i}]") for i, p in enumerate(parts))
+        parsed = tuple(parse_logic(p, f"{where}.{key}[{i}]", dictionary) for i, p in enumerate(parts))
         return AllOf(parsed) if key == "all" else AnyOf(parsed)
     if "field" not in data:
         raise RuleError(f"{where}: expected 'field' with one operator, or all / any / not")
@@ -146,9 +151,11 @@ def parse_logic(data: Any, where: str) -> Expr:
             f"({', '.join(OPERATORS)}), got {', '.join(map(str, operators)) or 'none'}"
         )
     path, operator = data["field"], operators[0]
-    info = FIELDS.get(path) if isinstance(path, str) else None
+    info = dictionary.get(path) if isinstance(path, str) else None
     if info is None:
-        raise RuleError(f"{where}: unknown case field {path!r}")
+        raise RuleError(f"{where}: unknown case field {path!r} (not in the field dictionary, fields.yaml)")
+    if info.evidence_only:
+        raise RuleError(f"{where}: {path} is evidence only in the field dictionary; no rule may read it")
     if operator not in _OPERATORS_BY_KIND[info.kind]:
         allowed = ", ".join(sorted(_OPERATORS_BY_KIND[info.kind]))
         raise RuleError(f"{where}: {operator} cannot test {info.kind} field {path} (use {allowed})")
@@ -202,9 +209,11 @@ class Citation:
     source: str
     locator: str
     reference: str
+    url: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {"source": self.source, "locator": self.locator, "reference": self.reference}
+        cited = {"source": self.source, "locator": self.locator, "reference": self.reference}
+        return {**cited, "url": self.url} if self.url else cited
 
 
 @dataclass(frozen=True)
@@ -286,7 +295,7 @@ def _problems_of(error: ValidationError, data: Any) -> list[str]:
 
 
 def _build_rules(kind: str, entries: list[_RuleEntry], sources: dict[str, _Source],
-                 seen: set[str], problems: list[str]) -> tuple[Rule, ...]:
+                 seen: set[str], problems: list[str], dictionary: Dictionary) -> tuple[Rule, ...]:
     rules = []
     for entry in entries:
         label = entry.id
@@ -298,14 +307,15 @@ def _build_rules(kind: str, entries: list[_RuleEntry], sources: dict[str, _Sourc
             if citation.source not in sources:
                 problems.append(f"{label}: citations[{c_index}]: unknown source {citation.source!r}")
                 continue
-            citations.append(Citation(citation.source, citation.locator, sources[citation.source].reference))
+            source = sources[citation.source]
+            citations.append(Citation(citation.source, citation.locator, source.reference, source.url))
         logic_key, other_key = ("met_when", "present_when") if kind == "criteria" else ("present_when", "met_when")
         try:
             if getattr(entry, other_key) is not None:
                 raise RuleError(f"{other_key}: {kind} say {logic_key}, not {other_key}")
             if getattr(entry, logic_key) is None:
                 raise RuleError(f"{logic_key}: missing")
-            logic = parse_logic(getattr(entry, logic_key), logic_key)
+            logic = parse_logic(getattr(entry, logic_key), logic_key, dictionary)
         except RuleError as error:
             problems.append(f"{label}: {error}")
             continue
@@ -313,7 +323,7 @@ def _build_rules(kind: str, entries: list[_RuleEntry], sources: dict[str, _Sourc
     return tuple(rules)
 
 
-def load_policy_file(path: Path) -> PolicyVersion:
+def load_policy_file(path: Path, dictionary: Dictionary) -> PolicyVersion:
     """Load one ``policy.yaml``; raise RuleError listing every problem, each prefixed with the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -325,8 +335,8 @@ def load_policy_file(path: Path) -> PolicyVersion:
         raise RuleError("\n".join(f"{path}: {p}" for p in _problems_of(error, data))) from None
     problems: list[str] = []
     seen: set[str] = set()
-    criteria = _build_rules("criteria", parsed.criteria, parsed.sources, seen, problems)
-    flags = _build_rules("flags", parsed.flags, parsed.sources, seen, problems)
+    criteria = _build_rules("criteria", parsed.criteria, parsed.sources, seen, problems, dictionary)
+    flags = _build_rules("flags", parsed.flags, parsed.sources, seen, problems, dictionary)
     if path.parent.name != parsed.version or path.parent.parent.name != parsed.id:
         problems.append(
             f"policy: id and version ({parsed.id} {parsed.version}) must match the folders "
@@ -356,13 +366,19 @@ def load_policy_file(path: Path) -> PolicyVersion:
 
 @dataclass
 class Catalog:
-    """Every policy version found under a rules folder, newest effective date last."""
+    """Every policy version found under a rules folder, newest effective date last, and the field
+    dictionary they were checked against."""
 
+    dictionary: Dictionary
     versions: dict[str, list[PolicyVersion]] = field(default_factory=dict)
+    configured_default: str = DEFAULT_POLICY
 
     @property
     def default_policy(self) -> str | None:
-        """The policy a case gets when it names none: the only one, when there is only one."""
+        """The policy a case gets when it names none: the configured default when the catalogue
+        holds it (``COVERAGE_CRITERIA_DEFAULT_POLICY``, else the ISASS policy), else the only one."""
+        if self.configured_default in self.versions:
+            return self.configured_default
         return next(iter(self.versions)) if len(self.versions) == 1 else None
 
     def all_versions(self) -> Iterator[PolicyVersion]:
@@ -386,18 +402,25 @@ def default_rules_dir() -> Path:
 
 
 def load_catalog(rules_dir: Path | None = None) -> Catalog:
-    """Load every ``<policy-id>/<version>/policy.yaml``; raise RuleError listing all problems."""
+    """Load ``fields.yaml`` and every ``<policy-id>/<version>/policy.yaml``; raise RuleError listing
+    all problems."""
     rules_dir = Path(rules_dir) if rules_dir is not None else default_rules_dir()
     if not rules_dir.is_dir():
         raise RuleError(f"{rules_dir}: rules folder not found")
+    if not (rules_dir / "fields.yaml").is_file():
+        raise RuleError(f"{rules_dir / 'fields.yaml'}: missing (the field dictionary every policy reads from)")
+    try:
+        dictionary = load_dictionary(rules_dir / "fields.yaml")
+    except DictionaryError as error:
+        raise RuleError(str(error)) from None
     files = sorted(rules_dir.glob("*/*/policy.yaml"))
     if not files:
         raise RuleError(f"{rules_dir}: no <policy-id>/<version>/policy.yaml found")
-    catalog = Catalog()
+    catalog = Catalog(dictionary, configured_default=os.environ.get("COVERAGE_CRITERIA_DEFAULT_POLICY") or DEFAULT_POLICY)
     problems: list[str] = []
     for path in files:
         try:
-            version = load_policy_file(path)
+            version = load_policy_file(path, dictionary)
         except RuleError as error:
             problems.append(str(error))
             continue
