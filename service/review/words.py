@@ -5,10 +5,9 @@ citations with the link their source declares."""
 from __future__ import annotations
 
 import datetime
-import decimal
-import math
 from typing import Any
 
+from service.policy.fields import number_words
 from service.policy.rules import Catalog, PolicyVersion
 
 # status -> (symbol, word, css class); the symbol and word carry the meaning, the class only styles it
@@ -29,30 +28,31 @@ _FLAG_ORDER = {"present": 0, "unknown": 1, "absent": 2}
 
 
 class ResultWords:
-    """The words for one catalog's fields and sources; the templates call its methods."""
+    """The words for one catalog's fields (its field dictionary, rules/fields.yaml) and sources;
+    the templates call its methods."""
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
-        self.fields = _field_specs(catalog)
+        self.dictionary = catalog.dictionary
 
     def label(self, path: str) -> str:
-        spec = self.fields.get(path)
+        spec = self.dictionary.get(path)
         return spec.label if spec is not None else path
 
     def value(self, path: str | None, value: Any) -> str:
         """A documented value in words: yes/no, an enum value by its words, numbers in full."""
         if value is None:
             return "not documented"
+        spec = self.dictionary.get(path or "")
+        if spec is not None:
+            return spec.words(value)
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, list):
-            return ", ".join(self.value(path, item) for item in value)
+            return ", ".join(self.value(None, item) for item in value)
         if isinstance(value, (int, float)):
-            return _number(value)
-        choices = getattr(self.fields.get(path or ""), "choices", None)
-        if isinstance(choices, dict) and value in choices:
-            return str(choices[value])
-        return str(value).replace("_", " ")
+            return number_words(value)
+        return str(value)
 
     def source_url(self, policy: dict[str, Any], source: str) -> str | None:
         """The link a policy version's source declares (only http and https links)."""
@@ -96,22 +96,3 @@ def day(value: str | None) -> str:
     except ValueError:
         return value
     return f"{parsed.day} {parsed:%b %Y}"
-
-
-def _number(value: int | float) -> str:
-    """Numbers in full, never in exponent notation: 1e-07 -> 0.0000001, 7.0 -> 7."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    text = format(decimal.Decimal(repr(value)), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _field_specs(catalog: Catalog) -> dict[str, Any]:
-    """Field path -> its description (``label``, and ``choices`` for enums): the catalog's field
-    dictionary (rules/fields.yaml) when it has one, else the case model's fields."""
-    dictionary = getattr(catalog, "dictionary", None)
-    if dictionary is not None:
-        return dictionary.fields
-    from service.policy.case import FIELDS
-
-    return FIELDS
