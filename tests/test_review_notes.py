@@ -144,3 +144,26 @@ def test_the_database_refuses_to_change_or_remove_a_note(client, database, revie
                 session.execute(statement)
     with database.session() as session:
         assert session.scalars(select(ReviewNote.text)).all() == ["as written"]
+
+
+def test_migration_0002_review_downgrades_cleanly_and_upgrades_again(client, database, reviewer_key, evaluation_id):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from service.store.database import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert not {"review_sessions", "review_notes"} & set(inspect(database.engine).get_table_names())
+
+    database.migrate()
+
+    assert {"review_sessions", "review_notes"} <= set(inspect(database.engine).get_table_names())
+    assert client.post(notes_url(evaluation_id), json={"text": "after"}, headers=auth(reviewer_key)).status_code == 201
+    with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"):
+        with database.transaction() as session:
+            session.execute(delete(ReviewNote))
