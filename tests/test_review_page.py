@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from service.api.app import create_app
+from service.api.ratelimit import RateLimiter
 from service.review import pages
 from service.review.sessions import SIGN_IN_ATTEMPTS_PER_MINUTE, safe_next
 from service.review.store import ReviewNote, ReviewSession
@@ -156,6 +157,21 @@ def test_sign_in_attempts_are_limited_per_address(client, reviewer_key):
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert "cc_review_session=" not in refused.headers.get("set-cookie", "")
+
+
+def test_the_sign_in_limit_keeps_a_bounded_number_of_addresses_without_forgetting_busy_ones():
+    now = [0.0]
+    limiter = RateLimiter(per_minute=6, clock=lambda: now[0], max_buckets=3)
+    assert [limiter.retry_after("busy") for _ in range(7)] == [0] * 6 + [10]
+
+    for address in ("a", "b", "c", "d", "e"):  # refill fully within a minute, so they may go
+        limiter.retry_after(address)
+        now[0] += 61
+        assert limiter.retry_after("busy") == 0
+        for _ in range(5):
+            limiter.retry_after("busy")  # busy again: its bucket must stay
+    assert len(limiter._buckets) <= 3
+    assert limiter.retry_after("busy") == 10
 
 
 @pytest.mark.parametrize(

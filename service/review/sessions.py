@@ -66,7 +66,7 @@ def sign_in_retry_after(request: Request) -> int:
     state = request.app.state
     limiter = getattr(state, "review_sign_in_limiter", None)
     if limiter is None:
-        limiter = state.review_sign_in_limiter = RateLimiter(SIGN_IN_ATTEMPTS_PER_MINUTE)
+        limiter = state.review_sign_in_limiter = RateLimiter(SIGN_IN_ATTEMPTS_PER_MINUTE, max_buckets=10_000)
     return limiter.retry_after(request.client.host if request.client else "unknown")
 
 
