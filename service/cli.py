@@ -20,6 +20,7 @@ import pydantic_core
 
 from service.engine.durable import EngineError
 from service.errors import InvalidInput
+from service.json_input import parse_json
 from service.policy.rules import RuleError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -37,20 +38,17 @@ def _print_json(data: Any, indent: int | None) -> None:
 
 
 def _fail(error: InvalidInput) -> int:
-    json.dump(error.to_dict(), sys.stderr, indent=2, ensure_ascii=False)
-    sys.stderr.write("\n")
+    """The API's 422 body, on one line of standard error; exit 2."""
+    sys.stderr.write(json.dumps(error.to_dict(), ensure_ascii=False) + "\n")
     return EXIT_BAD_INPUT
 
 
 def _read_json(source: str) -> Any:
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput.one("body", f"cannot read {source}: {error}", "read_error") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput.one("body", f"invalid JSON: {error}", "json_invalid") from None
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise InvalidInput.one("body", f"cannot read {source}: {error.strerror or error}", "read_error") from None
+    return parse_json(data)
 
 
 def _evaluator(rules_dir: str | None):
@@ -150,11 +148,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _database():
-    from service.settings import Settings
-    from service.store.database import Database
+    """The configured database, migrated; says on stderr which one it is, and whether it was
+    just created (``./data`` is relative to the current folder unless
+    COVERAGE_CRITERIA_DATA_DIR or COVERAGE_CRITERIA_DATABASE_URL says otherwise)."""
+    from service.settings import DATABASE_FILE, Settings
+    from service.store.database import Database, sqlite_file
 
-    database = Database(Settings.from_env().database_url)
+    settings = Settings.from_env()
+    database = Database(settings.database_url)
+    path = sqlite_file(database.url)
+    new = path is not None and (not path.exists() or path.stat().st_size == 0)
     database.migrate()
+    print(f"database: {database}", file=sys.stderr)
+    if new and path == settings.data_dir / DATABASE_FILE:
+        print(f"  (created just now; `serve` uses it when run with COVERAGE_CRITERIA_DATA_DIR={settings.data_dir}, "
+              f"or from {settings.data_dir.parent} without settings)", file=sys.stderr)
+    elif new:
+        print("  (created just now)", file=sys.stderr)
     return database
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+DATABASE_FILE = "coverage-criteria.db"  # the default SQLite file, in the data directory
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RATE_LIMIT_PER_MINUTE = 1200
 
@@ -21,7 +22,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Settings from the environment; creates the data directory if it is missing.
+        """Settings from the environment; creates the data directory if it is missing, readable
+        by its owner only (0700): it holds cases.
 
         - ``COVERAGE_CRITERIA_DATA_DIR``: default ``./data``
         - ``COVERAGE_CRITERIA_DATABASE_URL``: default SQLite file ``coverage-criteria.db``
@@ -32,9 +34,9 @@ class Settings:
           process), in bursts of up to as many; default 1200; 0 turns the limit off
         """
         data_dir = Path(environ.get("COVERAGE_CRITERIA_DATA_DIR") or "data").resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database_url = environ.get("COVERAGE_CRITERIA_DATABASE_URL") or (
-            f"sqlite:///{data_dir / 'coverage-criteria.db'}"
+            f"sqlite:///{data_dir / DATABASE_FILE}"
         )
         rules_dir = environ.get("COVERAGE_CRITERIA_RULES_DIR")
         return cls(

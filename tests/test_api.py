@@ -117,7 +117,7 @@ def test_listing_an_external_id_with_nothing_stored_is_empty(client, reviewer_ke
     response = client.get("/v1/evaluations", params={"external_id": "NOBODY"}, headers=auth(reviewer_key))
 
     assert response.status_code == 200
-    assert response.json() == {"external_id": "NOBODY", "evaluations": []}
+    assert response.json() == {"external_id": "NOBODY", "evaluations": [], "next_cursor": None}
 
 
 def test_listing_without_external_id_names_the_missing_query_field(client, reviewer_key):

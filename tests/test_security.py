@@ -97,6 +97,7 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
     }
     assert roles == {
         ("GET", "/health"): None,
+        ("GET", "/health/ready"): None,
         ("POST", "/v1/evaluations"): "intake",
         ("GET", "/v1/evaluations"): "reviewer",
         ("GET", "/v1/evaluations/{evaluation_id}"): "intake",

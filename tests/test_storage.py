@@ -58,13 +58,13 @@ def test_results_for_an_external_id_come_newest_first(database, key_id):
         store(database, evaluation_id, "X-1", key_id)
     store(database, "other", "X-2", key_id)
 
-    assert list_evaluation_results(database, "X-1") == [
+    assert list_evaluation_results(database, "X-1").results == [
         '{"evaluation_id":"e-a"}',
         '{"evaluation_id":"e-b"}',
         '{"evaluation_id":"e-c"}',
     ]
-    assert list_evaluation_results(database, "X-404") == []
-    assert list_evaluation_results(database, "X\x001") == []
+    assert list_evaluation_results(database, "X-404").results == []
+    assert list_evaluation_results(database, "X\x001").results == []
 
 
 def test_a_stored_evaluation_cannot_be_overwritten(database, key_id):

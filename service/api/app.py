@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,15 +14,22 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from uvicorn.supervisors import Multiprocess
 
-from service.errors import InvalidInput, field_path
+from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.store.keys import ROLES
-from service.api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, drop_query_strings
+from service.api.middleware import (
+    AccessLogMiddleware,
+    BodySizeLimitMiddleware,
+    NoStoreMiddleware,
+    make_logs_safe,
+)
 from service.api.ratelimit import RateLimiter
 from service.api.routers import evaluations, health, policies
 from service.review import notes as review_notes, pages as review_pages
@@ -30,6 +38,9 @@ from service.store.database import Database
 
 logger = logging.getLogger("service")
 DATABASE_RETRY_AFTER_SECONDS = 5
+# nginx's status for "client closed the request": what the access log shows for a client that
+# went away before it had sent its whole body (nobody receives the response).
+CLIENT_CLOSED_REQUEST = 499
 
 DESCRIPTION = """\
 Checks prior-authorization cases against declarative, cited coverage criteria.
@@ -56,7 +67,13 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
         finally:
             database.dispose()
 
-    app = FastAPI(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the fastapi-offline
+    # package ships, never from a CDN, so the docs work offline and behind strict proxies; and
+    # Swagger UI does not send the schema to its public validator.
+    app = FastAPIOffline(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None})
+    # /health/ is not /health: a JSON 404 rather than a bare 307 to the other spelling.
+    app.router.redirect_slashes = False
     app.state.database = database
     app.state.evaluator = evaluator or Evaluator.from_rules_dir(settings.rules_dir)
     per_minute = settings.rate_limit_per_minute
@@ -68,12 +85,14 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(review_pages.router)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(NoStoreMiddleware)
     app.add_middleware(AccessLogMiddleware)
-    logging.getLogger("uvicorn.access").addFilter(drop_query_strings)  # added once, however many apps
+    make_logs_safe()
     _complete_openapi(app)
     return app
 
@@ -89,6 +108,7 @@ def serve(host: str, port: int, workers: int = 1) -> None:
         app.state.database.migrate()
     except (OperationalError, InterfaceError) as error:
         raise SystemExit(f"cannot use the database: {error.orig}") from None
+    print(f"database: {app.state.database}", file=sys.stderr)
     if workers == 1:
         uvicorn.run(app, host=host, port=port, **uvicorn_options())
         return
@@ -120,10 +140,13 @@ async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse
 
 
 async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-    errors = [
-        {"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in error.errors()
-    ]
-    return JSONResponse({"detail": "The request is invalid.", "errors": errors}, status_code=422)
+    invalid = InvalidInput.from_validation_error(error, detail="The request is invalid.")
+    return JSONResponse(invalid.to_dict(), status_code=422)
+
+
+async def _client_disconnected(_request: Request, _error: ClientDisconnect) -> Response:
+    # The client's doing, not a fault: the access log's one line (status 499) says it all.
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _database_unavailable(_request: Request, error: DBAPIError | PoolTimeoutError) -> JSONResponse:
@@ -176,4 +199,8 @@ def _mark_roles(schema: dict[str, Any]) -> None:
 def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    # Every record that reaches serve's handlers comes out printable, from whatever logger.
+    config["filters"] = {"printable": {"()": "service.api.middleware.SafeLogRecords"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["printable"]
     return config

@@ -1,12 +1,14 @@
-"""ASGI middleware: one access-log line per request, and the request body size limit; and a
-filter that keeps query strings out of uvicorn's own access log."""
+"""ASGI middleware: one access-log line per request, the request body size limit, and
+``Cache-Control: no-store``; and the filter every log record of the service and of uvicorn passes
+through, which escapes what a client sent and keeps query strings out of uvicorn's access log."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,19 +16,60 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 access_logger = logging.getLogger("service.access")
 
 
-class DropQueryStrings(logging.Filter):
-    """For uvicorn's access log (off under ``serve``, on when the app is run by other means):
-    a query string can carry case contents (``?external_id=…``), so only the path is logged."""
+# Printable ASCII but the backslash, which is escaped too so that an escape cannot be forged.
+_UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+
+
+def _escape_character(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == 0x5C:
+        return "\\\\"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(value: str) -> str:
+    """``value`` with every character outside printable ASCII (and the backslash) escaped as
+    ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``: a logged value can neither start a new line nor
+    hide behind control or bidi characters."""
+    return _UNSAFE.sub(_escape_character, value)
+
+
+def _printable_arg(arg: object) -> object:
+    if isinstance(arg, bytes):
+        arg = arg.decode("latin-1")
+    return printable(arg) if isinstance(arg, str) else arg
+
+
+class SafeLogRecords(logging.Filter):
+    """Every string a log record carries (its message and arguments) comes out printable ASCII;
+    and a path argument loses its query string, which can carry case contents
+    (``?external_id=…``): uvicorn's access log is off under ``serve``, on when the app is run by
+    other means. On the loggers that see requests, and on the handlers of ``serve``'s log config."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_printable", False):
+            return True
+        if isinstance(record.msg, str):  # a trailing newline ends the line anyway (uvicorn writes some)
+            record.msg = printable(record.msg.rstrip("\n"))
         if isinstance(record.args, tuple):
             record.args = tuple(
-                arg.partition("?")[0] if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
+                _printable_arg(arg.partition("?")[0] if isinstance(arg, str) and arg.startswith("/") else arg)
+                for arg in record.args
             )
+        elif isinstance(record.args, dict):
+            record.args = {name: _printable_arg(arg) for name, arg in record.args.items()}
+        record._printable = True
         return True
 
 
-drop_query_strings = DropQueryStrings()
+safe_log_records = SafeLogRecords()
+REQUEST_LOGGERS = ("service", "service.access", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def make_logs_safe() -> None:
+    """Put the filter on every logger that sees requests (once, however often it is called)."""
+    for name in REQUEST_LOGGERS:
+        logging.getLogger(name).addFilter(safe_log_records)
 
 
 class AccessLogMiddleware:
@@ -59,6 +102,27 @@ class AccessLogMiddleware:
                 scope.get("state", {}).get("key_id", "-"),
                 (time.perf_counter() - started) * 1000,
             )
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` on every response that does not set its own: results and error
+    bodies hold case data, which no browser or proxy cache may keep."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("cache-control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_no_store)
 
 
 class BodySizeLimitMiddleware:

@@ -122,14 +122,14 @@ class Evaluator:
         (prefixed ``[i]``). A batch is validated whole before any case is evaluated; validated
         cases are not kept (each is validated again as it is evaluated, ~2 % of its cost; kept,
         100,000 of them took 530 MiB)."""
-        errors = []
+        problems = []
         for index, payload in enumerate(payloads):
             try:
                 self.parse(payload, prefix=f"[{index}]", today=today)
             except InvalidInput as error:
-                errors.extend(error.errors)
-        if errors:
-            raise InvalidInput(errors)
+                problems.append(error)
+        if problems:
+            raise InvalidInput.combined(problems)
 
     def evaluate_version(self, version: PolicyVersion, payload: Any) -> dict[str, Any]:
         """Evaluate against a given version whatever the service date (golden cases use this)."""

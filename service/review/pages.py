@@ -4,6 +4,7 @@ and a Content-Security-Policy that would refuse any, so nothing loads from elsew
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -31,7 +32,6 @@ from service.review.sessions import (
     sign_in_retry_after,
 )
 from service.review.store import (
-    BadCursor,
     SignedIn,
     add_note,
     close_session,
@@ -39,9 +39,8 @@ from service.review.store import (
     list_notes,
     load_result,
     open_session,
-    search_evaluations,
 )
-from service.store.database import Database
+from service.store.database import Database, InvalidCursor, list_evaluation_results
 from service.store.keys import authenticate
 
 PACKAGE = Path(__file__).parent
@@ -143,12 +142,13 @@ def search(
         status = 422
     elif external_id:
         try:
-            results, next_cursor = search_evaluations(db, external_id, PAGE_SIZE, cursor)
-        except BadCursor:
+            page = list_evaluation_results(db, external_id, PAGE_SIZE, cursor)
+        except InvalidCursor:
             context["error"] = "That page link is not valid any more; showing the newest evaluations."
-            results, next_cursor = search_evaluations(db, external_id, PAGE_SIZE)
+            page = list_evaluation_results(db, external_id, PAGE_SIZE)
+        next_cursor = page.next_cursor
         context.update(
-            results=results,
+            results=[json.loads(result) for result in page.results],
             first_page=not cursor or context["error"] is not None,
             next_url=(
                 f"/review/evaluations?{urlencode({'external_id': external_id, 'cursor': next_cursor})}"

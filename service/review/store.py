@@ -1,10 +1,7 @@
-"""What the review page keeps: reviewers' sessions and their notes (tables of migration 0002_review),
-and the paged search of stored evaluations it shows."""
+"""What the review page keeps: reviewers' sessions and their notes (tables of migration 0002_review)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import hashlib
 import json
@@ -12,14 +9,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, and_, delete, insert, or_, select, update
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.store.database import (
     ApiKey,
     Base,
     Database,
-    Evaluation,
     as_utc,
     get_evaluation_result,
     storable,
@@ -173,53 +169,3 @@ def _note_dict(
 
 def iso(moment: datetime.datetime) -> str:
     return as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-# --- search -----------------------------------------------------------------------------------
-
-
-class BadCursor(ValueError):
-    pass
-
-
-def search_evaluations(
-    db: Database, external_id: str, limit: int, cursor: str | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of the stored results for ``external_id``, newest first, and the cursor of the
-    next page (None on the last). Keyset paging: evaluations stored meanwhile shift no page."""
-    if not storable(external_id):
-        return [], None
-    query = select(Evaluation.id, Evaluation.created_at, Evaluation.result_json).where(
-        Evaluation.external_id == external_id
-    )
-    if cursor:
-        created_at, evaluation_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Evaluation.created_at < created_at,
-                and_(Evaluation.created_at == created_at, Evaluation.id < evaluation_id),
-            )
-        )
-    query = query.order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit + 1)
-    with db.session() as session:
-        rows = session.execute(query).all()
-    page = [json.loads(row.result_json) for row in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return page, next_cursor
-
-
-def encode_cursor(created_at: datetime.datetime, evaluation_id: str) -> str:
-    raw = f"{as_utc(created_at).isoformat()}|{evaluation_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, evaluation_id = raw.split("|", 1)
-        created_at = datetime.datetime.fromisoformat(moment)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor("not a cursor this service gave out") from None
-    if created_at.tzinfo is None or not storable(evaluation_id):
-        raise BadCursor("not a cursor this service gave out")
-    return created_at, evaluation_id

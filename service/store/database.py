@@ -7,12 +7,17 @@ hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic mig
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -25,14 +30,20 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    and_,
     create_engine,
+    delete,
     event,
     insert,
+    or_,
     select,
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+if TYPE_CHECKING:
+    from service.store.idempotency import IdempotencyClaim
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -98,6 +109,11 @@ class Database:
         # sleeping; queueing this process's writers on a lock instead keeps throughput up.
         self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
 
+    def __str__(self) -> str:
+        """Where the data is: the SQLite file, or the URL without its password."""
+        path = sqlite_file(self.url)
+        return str(path.resolve()) if path else self.url.render_as_string(hide_password=True)
+
     def session(self) -> Session:
         """A session for reading; use as ``with db.session() as session:``."""
         return self._sessions()
@@ -125,6 +141,16 @@ class Database:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")
+
+    def is_ready(self) -> bool:
+        """Whether the database answers and holds the schema (any error means no, and is logged)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(Evaluation.id).limit(1))
+        except Exception as error:  # noqa: BLE001 - not ready, whatever the reason
+            logging.getLogger("service").warning("database not ready: %s", getattr(error, "orig", None) or type(error).__name__)
+            return False
+        return True
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -156,8 +182,11 @@ def save_evaluation(
     key_id: str,
     case_json: str,
     result_json: str,
-) -> None:
-    """Store an evaluation; when this returns, the row is committed."""
+    idempotency: IdempotencyClaim | None = None,
+) -> bool:
+    """Store an evaluation; when this returns True, the row is committed. With ``idempotency``
+    its Idempotency-Key is recorded in the same transaction, and both are stored or neither:
+    False, nothing stored, when another request has claimed the key first."""
     row = {
         "id": evaluation_id,
         "external_id": external_id,
@@ -170,6 +199,10 @@ def save_evaluation(
     }
     with db.write() as connection:
         connection.execute(insert(Evaluation), row)
+        if idempotency is not None and not idempotency.record(connection, evaluation_id, row["created_at"]):
+            connection.execute(delete(Evaluation).where(Evaluation.id == evaluation_id))
+            return False
+    return True
 
 
 def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
@@ -180,18 +213,58 @@ def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
         return session.scalar(select(Evaluation.result_json).where(Evaluation.id == evaluation_id))
 
 
-def list_evaluation_results(db: Database, external_id: str) -> list[str]:
-    """Stored result JSON texts for an intake reference, newest first."""
+class InvalidCursor(ValueError):
+    """A paging cursor this service did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page:
+    results: list[str]
+    next_cursor: str | None  # None on the last page
+
+
+def list_evaluation_results(db: Database, external_id: str, limit: int = 50, cursor: str | None = None) -> Page:
+    """Stored result JSON texts for an intake reference, newest first, ``limit`` at a time.
+
+    Ordered by storage time, then id, so that results stored in the same microsecond keep one
+    order and a page never repeats or skips one; ``cursor`` (opaque: the position of the last
+    result of the page before) continues after that page.
+    """
     if not storable(external_id):
-        return []
-    with db.session() as session:
-        return list(
-            session.scalars(
-                select(Evaluation.result_json)
-                .where(Evaluation.external_id == external_id)
-                .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+        return Page([], None)
+    query = select(Evaluation.created_at, Evaluation.id, Evaluation.result_json).where(
+        Evaluation.external_id == external_id
+    )
+    if cursor is not None:
+        created_at, evaluation_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Evaluation.created_at < created_at,
+                and_(Evaluation.created_at == created_at, Evaluation.id < evaluation_id),
             )
         )
+    query = query.order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit + 1)
+    with db.session() as session:
+        rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([row.result_json for row in rows], _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
+
+
+def _encode_cursor(created_at: datetime.datetime, evaluation_id: str) -> str:
+    position = json.dumps([as_utc(created_at).isoformat(), evaluation_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
+    try:
+        moment, evaluation_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        created_at = datetime.datetime.fromisoformat(moment)
+    except (ValueError, TypeError) as error:  # binascii.Error, JSON, unpacking and dates are ValueErrors
+        raise InvalidCursor("not a cursor this service handed out") from error
+    if created_at.tzinfo is None or not isinstance(evaluation_id, str) or not storable(evaluation_id):
+        raise InvalidCursor("not a cursor this service handed out")
+    return created_at, evaluation_id
 
 
 def _with_driver(url: URL) -> URL:
@@ -201,11 +274,33 @@ def _with_driver(url: URL) -> URL:
     return url
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory ones."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return None if url.database.startswith("file:") else Path(url.database)
+
+
+def _make_private(path: Path) -> None:
+    """The database and its -wal and -shm files readable by their owner only (0600), in a folder
+    created 0700: they hold cases. SQLite creates -wal and -shm with the database file's mode,
+    so the file is created here, empty, before SQLite opens it; existing files are tightened."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **_ENGINE_OPTIONS)
-    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if (path := sqlite_file(url)) is not None:
+        _make_private(path)
     engine = create_engine(url, **_ENGINE_OPTIONS)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)

@@ -6,19 +6,22 @@ import json
 from typing import Annotated, Any
 
 import pydantic_core
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
+from service.json_input import parse_json
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
 from service.store.database import (
     Database,
+    InvalidCursor,
     get_evaluation_result,
     list_evaluation_results,
     save_evaluation,
 )
+from service.store.idempotency import HEADER, IdempotencyClaim, Previous
 
 router = APIRouter(
     prefix="/evaluations",
@@ -40,8 +43,10 @@ _EVALUATION_LIST_SCHEMA = {
     "properties": {
         "external_id": {"type": "string"},
         "evaluations": {"type": "array", "items": {"type": "object"}},
+        "next_cursor": {"type": ["string", "null"], "description": "pass as `cursor` for the next page; null on the last"},
     },
 }
+DEFAULT_PAGE, MAX_PAGE = 50, 500
 
 
 @router.post(
@@ -52,21 +57,52 @@ _EVALUATION_LIST_SCHEMA = {
     response_description="The result (see the contract); also served by GET /v1/evaluations/{id}",
     responses={
         201: {"content": {_JSON: {"schema": {"type": "object"}}}},
+        409: {"model": ErrorResponse, "description": "The Idempotency-Key was used with a different body"},
         413: {"model": ErrorResponse},
         422: {"model": InvalidRequestResponse},
     },
 )
 async def create_evaluation(
-    request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep
+    request: Request,
+    key: IntakeKey,
+    db: DatabaseDep,
+    evaluator: EvaluatorDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="1-255 visible ASCII characters. A retry with the same key and body gets the first "
+            "answer again (`Idempotent-Replayed: true`), nothing new stored; the same key with another body "
+            "gets 409. Scoped to the API key; kept 24 h.",
+        ),
+    ] = None,
 ) -> Response:
-    payload = parse_json_body(request.headers.get("content-type"), await request.body())
-    evaluation_id, result_json = await run_in_threadpool(evaluate_and_store, evaluator, db, payload, key.id)
-    return Response(
-        result_json,
-        status_code=201,
-        media_type=_JSON,
-        headers={"Location": f"{request.url.path}/{evaluation_id}"},
-    )
+    body = await request.body()
+    claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
+    if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
+        return _answer_again(request, previous)
+    payload = parse_json_body(request.headers.get("content-type"), body)
+    stored = await run_in_threadpool(evaluate_and_store, evaluator, db, payload, key.id, claim)
+    if stored is None:  # a request with the same Idempotency-Key was stored first
+        return _answer_again(request, await run_in_threadpool(claim.previous, db))
+    return _created(request, *stored)
+
+
+def _created(request: Request, evaluation_id: str, result_json: str, replayed: bool = False) -> Response:
+    headers = {"Location": f"{request.url.path}/{evaluation_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(result_json, status_code=201, media_type=_JSON, headers=headers)
+
+
+def _answer_again(request: Request, previous: Previous) -> Response:
+    if not previous.same_body:
+        raise HTTPException(
+            409,
+            detail=f"This {HEADER} was used with a different body within the last 24 hours; "
+            "use a new key for a new request.",
+        )
+    return _created(request, previous.evaluation_id, previous.result_json, replayed=True)
 
 
 @router.get(
@@ -83,18 +119,31 @@ def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Resp
 
 @router.get(
     "",
-    summary="Stored results for an intake reference, newest first (reviewer keys only)",
+    summary="Stored results for an intake reference, newest first, a page at a time (reviewer keys only)",
     responses={
         200: {"content": {_JSON: {"schema": _EVALUATION_LIST_SCHEMA}}},
         422: {"model": InvalidRequestResponse},
     },
 )
 def list_evaluations(
-    external_id: Annotated[str, Query(min_length=1, max_length=128)], _key: ReviewerKey, db: DatabaseDep
+    external_id: Annotated[str, Query(min_length=1, max_length=128)],
+    _key: ReviewerKey,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="results per page")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the page before; absent for the first page")
+    ] = None,
 ) -> Response:
-    stored = list_evaluation_results(db, external_id)
+    try:
+        page = list_evaluation_results(db, external_id, limit, cursor)
+    except InvalidCursor as error:
+        raise InvalidInput.one("query.cursor", f"Invalid cursor: {error}; use a next_cursor as given.",
+                               "cursor_invalid") from None
     # Each stored text is spliced in unchanged, so every result reads exactly as first returned.
-    body = f'{{"external_id":{_dumps(external_id)},"evaluations":[{",".join(stored)}]}}'
+    body = (
+        f'{{"external_id":{_dumps(external_id)},"evaluations":[{",".join(page.results)}],'
+        f'"next_cursor":{_dumps(page.next_cursor)}}}'
+    )
     return Response(body, media_type=_JSON)
 
 
@@ -104,18 +153,19 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
         raise InvalidInput.one(
             "headers.content-type", "The case must be sent as application/json.", "content_type"
         )
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise InvalidInput.one("body", f"The body is not valid JSON: {error}", "json_invalid") from None
+    return parse_json(body)
 
 
-def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, str]:
-    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns."""
+def evaluate_and_store(
+    evaluator: Evaluator, db: Database, payload: Any, key_id: str, idempotency: IdempotencyClaim | None = None
+) -> tuple[str, str] | None:
+    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
+    The evaluation's id and result JSON; None, nothing stored, when another request claimed the
+    same Idempotency-Key first."""
     result = evaluator.evaluate(payload)
     # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
     result_json = pydantic_core.to_json(result).decode()
-    save_evaluation(
+    stored = save_evaluation(
         db,
         evaluation_id=result["evaluation_id"],
         external_id=result["external_id"],
@@ -124,8 +174,9 @@ def evaluate_and_store(evaluator: Evaluator, db: Database, payload: Any, key_id:
         key_id=key_id,
         case_json=_dumps(payload),
         result_json=result_json,
+        idempotency=idempotency,
     )
-    return result["evaluation_id"], result_json
+    return (result["evaluation_id"], result_json) if stored else None
 
 
 def _dumps(value: Any) -> str:

@@ -1,0 +1,108 @@
+"""Idempotency-Key records: a retried ``POST /v1/evaluations`` gets the first answer again.
+
+A record ties (API key, Idempotency-Key) to the SHA-256 of the request body and to the
+evaluation it produced. It is written in the transaction that stores the evaluation (see
+``save_evaluation(..., idempotency=claim)``), so a stored evaluation always has its record and a
+record always has its evaluation. Only accepted evaluations are recorded: a rejected request
+stores nothing, and the same body is rejected the same way again.
+
+Records count for :data:`KEPT` (24 h) after they are made; after that the key may be used again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import DateTime, ForeignKey, String, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.errors import InvalidInput
+from service.store.database import Base, Database, Evaluation, utc_now
+
+KEPT = datetime.timedelta(hours=24)
+HEADER = "Idempotency-Key"
+_VALID_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # 1-255 visible ASCII characters
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    evaluation_id: Mapped[str] = mapped_column(ForeignKey("evaluations.id"))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What an earlier request with the same key produced."""
+
+    evaluation_id: str
+    result_json: str
+    same_body: bool
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """An API key's Idempotency-Key and the body it came with."""
+
+    key_id: str
+    idempotency_key: str
+    request_sha256: str
+
+    @classmethod
+    def from_header(cls, header: str | None, key_id: str, body: bytes) -> IdempotencyClaim | None:
+        """None without the header; InvalidInput naming the header when it is malformed."""
+        if header is None:
+            return None
+        if not _VALID_KEY.fullmatch(header):
+            raise InvalidInput.one(
+                "headers.idempotency-key",
+                "Must be 1 to 255 visible ASCII characters (no spaces or control characters).",
+                "idempotency_key",
+            )
+        return cls(key_id, header, hashlib.sha256(body).hexdigest())
+
+    def previous(self, db: Database) -> Previous | None:
+        """The evaluation an earlier request with this key made within the last 24 h, if any."""
+        query = (
+            select(IdempotencyRecord.request_sha256, Evaluation.id, Evaluation.result_json)
+            .join(Evaluation, Evaluation.id == IdempotencyRecord.evaluation_id)
+            .where(*self._identity(), IdempotencyRecord.created_at >= utc_now() - KEPT)
+        )
+        with db.session() as session:
+            row = session.execute(query).first()
+        if row is None:
+            return None
+        return Previous(row.id, row.result_json, row.request_sha256 == self.request_sha256)
+
+    def record(self, connection: Connection, evaluation_id: str, created_at: datetime.datetime) -> bool:
+        """Record this key for ``evaluation_id`` inside the caller's transaction; False, changing
+        nothing, when a request with the same key was recorded first (within 24 h: an older record
+        is replaced). No error is raised, so a transaction shared with other work goes on."""
+        connection.execute(
+            delete(IdempotencyRecord).where(*self._identity(), IdempotencyRecord.created_at < created_at - KEPT)
+        )
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        recorded = connection.execute(
+            insert(IdempotencyRecord)
+            .values(
+                key_id=self.key_id,
+                idempotency_key=self.idempotency_key,
+                request_sha256=self.request_sha256,
+                evaluation_id=evaluation_id,
+                created_at=created_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.evaluation_id)  # a row when recorded (rowcount is not reliable here)
+        )
+        return recorded.first() is not None
+
+    def _identity(self):
+        return IdempotencyRecord.key_id == self.key_id, IdempotencyRecord.idempotency_key == self.idempotency_key
