@@ -62,6 +62,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         payload = _read_json(args.case)
         evaluator = _evaluator(args.rules)
+        if _is_bundle(payload):
+            return _evaluate_bundle(evaluator, payload, indent)
         if not isinstance(payload, list):
             _print_json(evaluator.evaluate(payload), indent)
             return EXIT_OK
@@ -80,6 +82,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for index, text in enumerate(texts):
         sys.stdout.write(("," if index else "") + text)
     sys.stdout.write("]\n")
+    return EXIT_OK
+
+
+def _is_bundle(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("resourceType") == "Bundle"
+
+
+def _evaluate_bundle(evaluator: Any, bundle: Any, indent: int | None) -> int:
+    """A FHIR Bundle: its result, or its OperationOutcome on standard error (exit 2)."""
+    from service.fhir.evaluation import evaluate_bundle
+    from service.fhir.outcome import OperationOutcomeError
+
+    try:
+        _, result = evaluate_bundle(evaluator, bundle)
+    except OperationOutcomeError as error:
+        sys.stderr.write(json_text(error.to_resource(), 2) + "\n")
+        return EXIT_BAD_INPUT
+    _print_json(result, indent)
     return EXIT_OK
 
 

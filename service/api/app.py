@@ -23,6 +23,7 @@ from uvicorn.supervisors import Multiprocess
 
 from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
+from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 from service.store.keys import ROLES
 from service.api.middleware import (
     AccessLogMiddleware,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(review_notes.router, prefix="/v1")
     app.include_router(review_pages.router)
     app.add_exception_handler(InvalidInput, _invalid_input)
+    app.add_exception_handler(OperationOutcomeError, _operation_outcome)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
@@ -137,6 +139,10 @@ def uvicorn_options() -> dict[str, Any]:
 
 async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=422)
+
+
+async def _operation_outcome(_request: Request, error: OperationOutcomeError) -> JSONResponse:
+    return JSONResponse(error.to_resource(), status_code=error.status, media_type=FHIR_JSON)
 
 
 async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

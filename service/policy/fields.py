@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import field_path
+from service.fhir.sources import SourceError, parse_sources
 
 KINDS = ("boolean", "integer", "number", "enum", "code_list")
 # The case's own top-level fields, which no dictionary entry may take.
@@ -51,7 +52,7 @@ class _Field(_Format):
     max_length: int | None = Field(None, ge=1)
     max_items: int | None = Field(None, ge=1)
     evidence_only: bool = False
-    fhir: Any = None  # how the field is read from FHIR (service/fhir)
+    fhir: Any = None  # how the field is read from FHIR: service/fhir/sources.py checks it
 
 
 class _File(_Format):
@@ -178,6 +179,10 @@ def _field_problems(path: str, entry: _Field, sections: dict[str, _Section]) -> 
             re.compile(entry.pattern)
         except re.error as error:
             problems.append(f"pattern: not a regular expression ({error})")
+    try:
+        parse_sources(entry.fhir, entry.kind, entry.choices)
+    except SourceError as error:
+        problems.append(f"fhir: {error}")
     return problems
 
 

@@ -213,6 +213,14 @@ def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
         return session.scalar(select(Evaluation.result_json).where(Evaluation.id == evaluation_id))
 
 
+def get_evaluation_case(db: Database, evaluation_id: str) -> str | None:
+    """The stored case JSON text an evaluation was made from; None if there is none."""
+    if not storable(evaluation_id):
+        return None
+    with db.session() as session:
+        return session.scalar(select(Evaluation.case_json).where(Evaluation.id == evaluation_id))
+
+
 class InvalidCursor(ValueError):
     """A paging cursor this service did not hand out."""
 

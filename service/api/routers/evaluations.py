@@ -14,9 +14,15 @@ from service.errors import InvalidInput
 from service.json_input import parse_json
 from service.engine.evaluation import Evaluator
 from service.api.schemas import ErrorResponse, InvalidRequestResponse
+from service.fhir.evaluation import dictionary_of, evidence_sources, fhir_response, outcome_errors, read_bundle
+from service.fhir.intake import continued_evaluation
+from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
+from service.fhir.parse import read_json
+from service.fhir.questionnaire import for_evaluation
 from service.store.database import (
     Database,
     InvalidCursor,
+    get_evaluation_case,
     get_evaluation_result,
     list_evaluation_results,
     save_evaluation,
@@ -35,7 +41,16 @@ _JSON = "application/json"
 _CASE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Case"}}},
+        "content": {
+            _JSON: {"schema": {"$ref": "#/components/schemas/Case"}},
+            # docs/fhir.md: a FHIR R4 Bundle; query parameters external_id, policy, service_date
+            FHIR_JSON: {"schema": {
+                "type": "object", "required": ["resourceType"],
+                "properties": {"resourceType": {"const": "Bundle"}, "type": {"type": "string"},
+                               "identifier": {"type": "object", "properties": {"value": {"type": "string"}}},
+                               "entry": {"type": "array", "items": {"type": "object"}}},
+            }},
+        },
     }
 }
 _EVALUATION_LIST_SCHEMA = {
@@ -58,8 +73,11 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
     responses={
         201: {"content": {_JSON: {"schema": {"type": "object"}}}},
         409: {"model": ErrorResponse, "description": "The Idempotency-Key was used with a different body"},
+        400: {"description": "A FHIR request whose body is not JSON (an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
         413: {"model": ErrorResponse},
-        422: {"model": InvalidRequestResponse},
+        422: {"model": InvalidRequestResponse, "description": "Invalid case (a FHIR request: an OperationOutcome)",
+              "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
     },
 )
 async def create_evaluation(
@@ -81,8 +99,13 @@ async def create_evaluation(
     claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
     if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
         return _answer_again(request, previous)
-    payload = parse_json_body(request.headers.get("content-type"), body)
-    stored = await run_in_threadpool(evaluate_and_store, evaluator, db, payload, key.id, claim)
+    content_type = request.headers.get("content-type")
+    if _media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
+        query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
+        work = (evaluate_bundle_and_store, evaluator, db, body, key.id, query, claim)
+    else:
+        work = (evaluate_and_store, evaluator, db, parse_json_body(content_type, body), key.id, claim)
+    stored = await run_in_threadpool(*work)
     if stored is None:  # a request with the same Idempotency-Key was stored first
         return _answer_again(request, await run_in_threadpool(claim.previous, db))
     return _created(request, *stored)
@@ -118,6 +141,20 @@ def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Resp
 
 
 @router.get(
+    "/{evaluation_id}/questionnaire",
+    summary="An SDC Questionnaire (FHIR R4) asking only for the fields this evaluation is missing",
+    responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
+)
+def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: IntakeKey, db: DatabaseDep,
+                                 evaluator: EvaluatorDep) -> Response:
+    result_json = get_evaluation_result(db, evaluation_id)
+    if result_json is None:
+        raise HTTPException(404, detail="No evaluation with this id.")
+    url = str(request.url.replace(query=None))
+    return fhir_response(for_evaluation(dictionary_of(evaluator), json.loads(result_json), url))
+
+
+@router.get(
     "",
     summary="Stored results for an intake reference, newest first, a page at a time (reviewer keys only)",
     responses={
@@ -147,8 +184,12 @@ def list_evaluations(
     return Response(body, media_type=_JSON)
 
 
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def parse_json_body(content_type: str | None, body: bytes) -> Any:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(content_type)
     if media_type != _JSON and not media_type.endswith("+json"):
         raise InvalidInput.one(
             "headers.content-type", "The case must be sent as application/json.", "content_type"
@@ -156,13 +197,32 @@ def parse_json_body(content_type: str | None, body: bytes) -> Any:
     return parse_json(body)
 
 
+def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
+                              query: dict[str, str | None],
+                              idempotency: IdempotencyClaim | None = None) -> tuple[str, str] | None:
+    """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
+    evaluated again (``rules impact``) without FHIR."""
+    bundle = read_json(body)
+    base, earlier = None, {}
+    if (continued := continued_evaluation(bundle)) is not None:  # answers to an evaluation's questionnaire
+        base_json = get_evaluation_case(db, continued)
+        if base_json is None:
+            raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
+                                            "an evaluation this service does not hold.")
+        base, earlier = json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
+    read = read_bundle(evaluator, bundle, base=base, **query)
+    with outcome_errors(read):
+        return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance})
+
+
 def evaluate_and_store(
-    evaluator: Evaluator, db: Database, payload: Any, key_id: str, idempotency: IdempotencyClaim | None = None
+    evaluator: Evaluator, db: Database, payload: Any, key_id: str,
+    idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
 ) -> tuple[str, str] | None:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
     The evaluation's id and result JSON; None, nothing stored, when another request claimed the
     same Idempotency-Key first."""
-    result = evaluator.evaluate(payload)
+    result = evaluator.evaluate(payload, provenance=provenance)
     # pydantic-core writes the ~20 kB result 2-3 times faster than json.dumps (as the CLI does).
     result_json = pydantic_core.to_json(result).decode()
     stored = save_evaluation(

@@ -1,9 +1,12 @@
+import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from service.api.dependencies import EvaluatorDep, IntakeKey
 from service.api.schemas import ErrorResponse
+from service.fhir.evaluation import dictionary_of, fhir_response
+from service.fhir.questionnaire import for_policy
 
 router = APIRouter(
     prefix="/policies",
@@ -27,3 +30,17 @@ def get_policy(policy_id: str, _key: IntakeKey, evaluator: EvaluatorDep) -> dict
     if policy is None:
         raise HTTPException(404, detail=f"No policy with id {policy_id!r}.")
     return policy
+
+
+@router.get(
+    "/{policy_id}/questionnaire",
+    summary="An SDC Questionnaire (FHIR R4) asking for every field the policy in force today reads",
+    responses={200: {"content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+               404: {"model": ErrorResponse}},
+)
+def get_policy_questionnaire(policy_id: str, request: Request, _key: IntakeKey, evaluator: EvaluatorDep) -> Response:
+    versions = evaluator.catalog.versions.get(policy_id)
+    if versions is None:
+        raise HTTPException(404, detail=f"No policy with id {policy_id!r}.")
+    version = evaluator.catalog.in_force(policy_id, datetime.date.today()) or versions[-1]
+    return fhir_response(for_policy(dictionary_of(evaluator), version, str(request.url.replace(query=None))))

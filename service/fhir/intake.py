@@ -1,0 +1,223 @@
+"""FHIR resources (or a Bundle) -> the plain JSON case, with the provenance of every value.
+
+The mapping is data: each field's ``fhir:`` sources in ``rules/fields.yaml`` (``sources``), read by
+``readers``. Rules: when several resources give a field, the latest dated on or before the service
+date wins (undated ones rank below dated ones; on the same date, the later in the Bundle wins);
+resources dated after the service date are ignored; a code list gathers the codes of every
+resource read. Entered-in-error, refuted, cancelled and preliminary resources are not read. No
+resource for a field leaves it out of the case: unknown, never false.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from service.fhir.outcome import Issue, OperationOutcomeError
+from service.fhir.parse import Located, bundle_entries, validate
+from service.fhir.readers import Context, Found, answers, maybe_read, moment, read, relevant
+from service.fhir.sources import Source, parse_sources
+
+_ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
+@dataclass
+class FhirCase:
+    """The clinical sections read from FHIR (``payload``, plain case JSON) and, by field path, the
+    resource each value came from (``provenance``: ``{"reference", "date"}``, a code list also
+    lists every resource as ``references``) and the FHIRPath of its element (``expressions``)."""
+
+    payload: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expressions: dict[str, str] = field(default_factory=dict)
+
+
+_SOURCES: dict[int, tuple[Any, dict[str, tuple[Source, ...]]]] = {}
+
+
+def field_sources(dictionary: Any) -> dict[str, tuple[Source, ...]]:
+    """Each field's parsed ``fhir:`` sources (fields without any are left out); parsed once per dictionary."""
+    cached = _SOURCES.get(id(dictionary))
+    if cached is None or cached[0] is not dictionary:
+        parsed = {path: parse_sources(spec.fhir, spec.kind, spec.choices) for path, spec in dictionary.fields.items()}
+        cached = _SOURCES[id(dictionary)] = (dictionary, {p: s for p, s in parsed.items() if s})
+    return cached[1]
+
+
+def case_from_resources(resources: Iterable[dict[str, Any]], dictionary: Any, *,
+                        service_date: datetime.date) -> FhirCase:
+    """The case that ``resources`` (plain JSON, e.g. a CDS Hooks prefetch) document on ``service_date``.
+    Raises OperationOutcomeError (expressions start at each resource's type) for invalid input."""
+    return case_from_located([Located(r, str(r.get("resourceType", "Resource"))) if isinstance(r, dict)
+                              else Located({}, "Resource") for r in resources], dictionary, service_date)
+
+
+def case_from_located(items: list[Located], dictionary: Any, service_date: datetime.date) -> FhirCase:
+    """Validate the resources the dictionary's sources read, read every value, keep the latest."""
+    fields = dictionary.fields
+    sources = field_sources(dictionary)
+    patients = [item for item in items if item.type == "Patient"]
+    if len({item.reference for item in patients}) > 1:
+        raise OperationOutcomeError([Issue("business-rule", "A request describes one patient; this one holds "
+                                           f"{len(patients)} Patient resources.", item.path) for item in patients[1:]])
+    responses = [item for item in items if item.type == "QuestionnaireResponse" and maybe_read(item.resource)]
+    wanted = {item.resource.get("questionnaire") for item in responses}
+    questionnaires = [item for item in items if item.type == "Questionnaire" and item.resource.get("url") in wanted]
+    read_items = [item for item in items
+                  if any(relevant(s, item) for group in sources.values() for s in group)]
+    validate(_unique(read_items + responses + questionnaires))
+    _same_patient(patients[0] if patients else None, read_items + responses)
+
+    context = Context(service_date, {q.resource["url"]: q.resource for q in questionnaires})
+    found: dict[str, list[Found]] = {}
+    for item in items:
+        for path, group in sources.items():
+            for source in group:
+                value = read(source, item, fields[path], context)
+                if value is not None:
+                    found.setdefault(path, []).append(value)
+        for path, value in answers(item, fields, context):
+            found.setdefault(path, []).append(value)
+    if context.issues:
+        raise OperationOutcomeError(context.issues)
+
+    case = FhirCase()
+    for path, candidates in found.items():
+        usable = [f for f in candidates if f.date is None or datetime.date.fromisoformat(f.date) <= service_date]
+        if not usable:
+            continue
+        usable.sort(key=lambda f: f.when)  # stable: on the same date, the later resource ends last
+        latest = usable[-1]
+        if fields[path].kind == "code_list":
+            value = list(dict.fromkeys(code for f in usable for code in f.value))
+            references = list(dict.fromkeys(f.item.reference for f in usable))
+            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, "references": references}
+        else:
+            value = latest.value
+            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date}
+        case.expressions[path] = latest.expression
+        section, dot, name = path.partition(".")
+        if dot:
+            case.payload.setdefault(section, {})[name] = value
+        else:
+            case.payload[path] = value
+    return case
+
+
+def _same_patient(patient: Located | None, items: list[Located]) -> None:
+    """Refuse resources about another patient than the request's Patient (``Patient/<id>`` references)."""
+    patient_id = patient.resource.get("id") if patient is not None else None
+    if not patient_id:
+        return
+    issues = []
+    for item in items:
+        for element in ("subject", "patient"):
+            reference = item.resource.get(element)
+            text = reference.get("reference") if isinstance(reference, dict) else None
+            match = _PATIENT_REFERENCE.search(text) if isinstance(text, str) else None
+            if match and match.group(1) != patient_id:
+                issues.append(Issue("business-rule", f"{item.reference} is about Patient/{match.group(1)}, not the "
+                                    f"request's Patient/{patient_id}.", f"{item.path}.{element}.reference"))
+    if issues:
+        raise OperationOutcomeError(issues)
+
+
+def _unique(items: list[Located]) -> list[Located]:
+    return list({id(item): item for item in items}.values())
+
+
+@dataclass
+class BundleCase:
+    """A whole case read from a Bundle: ``case`` is the plain JSON case the engine evaluates (and
+    the store keeps), ``fhir`` its clinical part with provenance."""
+
+    case: dict[str, Any]
+    fhir: FhirCase
+
+
+def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = None, policy: str | None = None,
+                     service_date: str | None = None, today: datetime.date | None = None,
+                     base: dict[str, Any] | None = None) -> BundleCase:
+    """The case a Bundle documents. ``external_id`` defaults to ``Bundle.identifier.value`` (an
+    OperationOutcome when neither exists), ``service_date`` (YYYY-MM-DD) to the occurrence date of
+    the Bundle's service or device request, else ``today``. With ``base`` (the stored case of the
+    evaluation whose questionnaire the Bundle answers), the Bundle's values complete that case:
+    its own values win, and the base gives the external_id, policy and service date it lacks."""
+    items = bundle_entries(bundle)
+    base = base or {}
+    expressions: dict[str, str] = {}
+    if external_id is None:
+        identifier = bundle.get("identifier")
+        external_id = identifier.get("value") if isinstance(identifier, dict) else None
+        if external_id is not None:
+            expressions["external_id"] = "Bundle.identifier.value"
+        else:
+            external_id = base.get("external_id")
+        if external_id is None:
+            raise OperationOutcomeError.one(
+                "required", "external_id is needed: give Bundle.identifier.value or the external_id query parameter.",
+                "Bundle.identifier.value")
+    day: datetime.date | None = None
+    if service_date is not None:
+        parsed = moment(service_date) if len(service_date) == 10 else None
+        if parsed is None:
+            raise OperationOutcomeError.one("value", "The service_date query parameter must be a date (YYYY-MM-DD).")
+        day = parsed[0]
+    else:
+        found = _order_date(items)
+        if found is not None:
+            day, expressions["service_date"] = found
+        elif isinstance(base.get("service_date"), str):
+            day = datetime.date.fromisoformat(base["service_date"])
+    day = day or today or datetime.date.today()
+    fhir = case_from_located(items, dictionary, day)
+    fhir.expressions.update(expressions)
+    case: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in fhir.payload.items():
+        case[key] = {**case[key], **value} if isinstance(value, dict) and isinstance(case.get(key), dict) else value
+    case.update(external_id=external_id, service_date=day.isoformat())
+    if policy is not None:
+        case["policy"] = policy
+    return BundleCase(case, fhir)
+
+
+_EVALUATION_QUESTIONNAIRE = re.compile(r"/v1/evaluations/([^/|]+)/questionnaire(?:\|[^/]*)?$")
+
+
+def continued_evaluation(bundle: Any) -> str | None:
+    """The evaluation whose questionnaire a QuestionnaireResponse of the Bundle answers, if any."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "QuestionnaireResponse" \
+                and isinstance(resource.get("questionnaire"), str) and maybe_read(resource):
+            match = _EVALUATION_QUESTIONNAIRE.search(resource["questionnaire"])
+            if match:
+                return match.group(1)
+    return None
+
+
+def _order_date(items: list[Located]) -> tuple[datetime.date, str] | None:
+    """The occurrence date of the first service or device request that has one (validated first)."""
+    for item in items:
+        if item.type not in _ORDER_TYPES or not maybe_read(item.resource):
+            continue
+        resource = item.resource
+        timing = resource.get("occurrenceTiming")
+        events = timing.get("event") if isinstance(timing, dict) else None
+        period = resource.get("occurrencePeriod")
+        for value, path in (
+            (resource.get("occurrenceDateTime"), "occurrence.ofType(dateTime)"),
+            (period.get("start") if isinstance(period, dict) else None, "occurrence.ofType(Period).start"),
+            (events[0] if isinstance(events, list) and events else None, "occurrence.ofType(Timing).event[0]"),
+        ):
+            if value is not None:
+                validate([item])
+                parsed = moment(value)
+                if parsed is not None:
+                    return parsed[0], f"{item.path}.{path}"
+    return None
+

@@ -1,0 +1,164 @@
+"""JSON -> FHIR resources, and validation of the ones the engine reads.
+
+Validation uses fhir.resources 8.3.0, ``fhir.resources.R4B`` models (pinned in pyproject.toml):
+its default package is R5, whose models reject valid R4 ServiceRequest, DeviceRequest and
+Procedure resources; plain R4 models exist only in fhir.resources <= 6.5, which needs pydantic v1
+(this service is on pydantic 2). R4B differs from R4 in none of the elements read here
+(Patient, Observation, Condition, Procedure, Questionnaire, QuestionnaireResponse, ServiceRequest,
+DeviceRequest), and in shared/fhir-crd.md §5 it accepted every valid R4 example and refused the same
+invalid ones as three other validators. Only the resources the mapper reads are validated: an
+unrelated invalid resource (a NutritionOrder without ``intent``, as in Inferno's CRD fixtures)
+does not sink the request.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from service.errors import InvalidInput
+from service.fhir.outcome import Issue, OperationOutcomeError
+from service.json_input import parse_json
+
+_PRIMITIVES = {
+    "base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id", "instant",
+    "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url", "uuid",
+}
+_ISSUE_CODE = {"missing": "required", "model_field_validation.missing": "required", "extra_forbidden": "structure"}
+
+
+@dataclass(frozen=True)
+class Located:
+    """A resource and where it sits in what was sent: its FHIRPath (``Bundle.entry[2].resource``)
+    and the reference results cite (``Observation/pain-1``)."""
+
+    resource: dict[str, Any]
+    path: str
+
+    @property
+    def type(self) -> str:
+        return self.resource.get("resourceType", "")
+
+    @property
+    def reference(self) -> str:
+        rid = self.resource.get("id")
+        return f"{self.type}/{rid}" if isinstance(rid, str) and rid else f"{self.type} at {self.path}"
+
+
+def read_json(body: bytes | str) -> Any:
+    """Parsed JSON by the service's one JSON reader (service.json_input: repeated keys, deep
+    nesting, giant numbers and bad encodings refused); unreadable JSON is a 400 OperationOutcome."""
+    try:
+        return parse_json(body)
+    except InvalidInput as error:
+        problem = error.errors[0]
+        # a repeated key's path, from the root, which is a Bundle in every FHIR request
+        expression = None if problem["field"] == "body" else f"Bundle.{problem['field']}"
+        raise OperationOutcomeError.one("structure", problem["message"], expression, status=400) from None
+
+
+def bundle_entries(bundle: Any) -> list[Located]:
+    """The resources of a Bundle (any type), each with its FHIRPath; a body that is not a Bundle,
+    or entries that are not objects, are refused naming the element."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise OperationOutcomeError.one("structure", "Expected a FHIR Bundle (resourceType \"Bundle\").",
+                                        "Bundle" if isinstance(bundle, dict) else None)
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise OperationOutcomeError.one("structure", "Bundle.entry must be an array.", "Bundle.entry")
+    # The Bundle itself is validated without its resources (each is validated if it is read).
+    shell = {**bundle, "entry": [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+                                 for e in entries]}
+    if not entries:
+        shell.pop("entry")
+    issues = validation_issues(Located(shell, "Bundle"))
+    located = []
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if resource is None:
+            continue  # a request-only or deleted entry holds no resource to read
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            issues.append(Issue("structure", "An entry's resource must be an object with a resourceType.",
+                                f"Bundle.entry[{index}].resource"))
+            continue
+        located.append(Located(resource, f"Bundle.entry[{index}].resource"))
+    if issues:
+        raise OperationOutcomeError(issues)
+    return located
+
+
+def validation_issues(item: Located) -> list[Issue]:
+    """The R4 problems of one resource (empty when valid), each with the FHIRPath of its element."""
+    try:
+        model = get_fhir_model_class(item.type)
+    except (KeyError, ValueError, AttributeError):
+        return [Issue("not-supported", f"Unknown resource type {item.type!r}.", f"{item.path}.resourceType")]
+    try:
+        model.model_validate(item.resource)
+    except ValidationError as error:
+        return [
+            Issue(_ISSUE_CODE.get(e["type"], "value"), _message(e), _expression(model, item.path, e["loc"]))
+            for e in error.errors(include_url=False, include_input=False)
+        ]
+    except (ValueError, TypeError, RecursionError) as error:  # fhir-core raises some of its own
+        return [Issue("structure", f"Invalid {item.type}: {error}", item.path)]
+    return []
+
+
+def validate(items: Iterable[Located]) -> None:
+    """Raise an OperationOutcomeError listing every problem of every given resource."""
+    issues = [issue for item in items for issue in validation_issues(item)]
+    if issues:
+        raise OperationOutcomeError(issues)
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _expression(model: type, base: str, loc: Iterable[Any]) -> str:
+    """A pydantic error location (aliases, list positions) as FHIRPath; choice elements such as
+    ``valueQuantity`` are written ``value.ofType(Quantity)``."""
+    path = base
+    current: type | None = model
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        name = str(part)
+        info = _fields(current).get(name) if current is not None else None
+        choice = (info.json_schema_extra or {}).get("one_of_many") if info is not None else None
+        if isinstance(choice, str) and name.startswith(choice) and name != choice:
+            suffix = name[len(choice):]
+            lowered = suffix[0].lower() + suffix[1:]
+            path += f".{choice}.ofType({lowered if lowered in _PRIMITIVES else suffix})"
+        else:
+            path += f".{name.removeprefix('_')}"
+        current = _element_model(info) if info is not None else None
+    return path
+
+
+@lru_cache(maxsize=None)
+def _fields(model: type) -> dict[str, Any]:
+    """A model's fields by their JSON name (``class`` for ``class_fhir``)."""
+    return {(info.alias or name): info for name, info in model.model_fields.items()}
+
+
+def _element_model(info: Any) -> type | None:
+    """The FHIR model of an element's type (through Optional and List), or None for primitives."""
+    annotation = info.annotation
+    while typing.get_args(annotation):
+        annotation = next((a for a in typing.get_args(annotation) if a is not type(None)), None)
+    name = getattr(annotation, "__name__", "")
+    if not name.endswith("Type"):
+        return None
+    try:
+        return get_fhir_model_class(name.removesuffix("Type"))
+    except (KeyError, ValueError, AttributeError):
+        return None
