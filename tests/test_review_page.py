@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from html import unescape
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +21,7 @@ from service.review.store import ReviewNote, ReviewSession
 from service.store.database import save_evaluation
 from service.store.keys import create_key, revoke_key
 
+ROOT = Path(__file__).resolve().parent.parent
 POLICY_ID = "isass-2023-restorative-neurostimulation"
 CRITERIA = [f"ISASS-RN-{number:02d}" for number in range(1, 14)]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -366,6 +368,25 @@ def test_fhir_sources_other_evidence_and_flags_present_are_shown_when_the_result
     assert re.search(r"EQ-5D index\s+0\.43", text)
     assert re.search(r"Diagnosis codes \(ICD-10-CM\)\s+M54\.50, M62\.85", text)
     assert re.search(r"flags present:\s+TRIAL-AGE", text)
+
+
+def test_a_fhir_bundle_evaluation_shows_where_each_value_came_from(signed_in, intake_key):
+    bundle = (ROOT / "examples" / "bundle.json").read_bytes()
+    response = signed_in.post(
+        "/v1/evaluations", content=bundle, headers={**auth(intake_key), "Content-Type": "application/fhir+json"}
+    )
+    assert response.status_code == 201
+    result = response.json()
+
+    text = re.sub(r"\s+", " ", text_of(signed_in.get(f"/review/evaluations/{result['evaluation_id']}")))
+
+    sourced = [item for c in result["criteria"] for item in c["evidence"] if "source" in item]
+    assert sourced
+    for item in sourced:
+        assert f"from FHIR {item['source']['reference']}" in text
+    assert "from FHIR Observation/pain-1 , 2 Oct 2026" in text
+    codes = next(item for item in result["other_evidence"] if item["field"] == "diagnosis_codes")
+    assert "from FHIR " + " , ".join(codes["source"].get("references") or [codes["source"]["reference"]]) in text
 
 
 def test_an_unknown_evaluation_is_a_404_page(signed_in):
