@@ -226,6 +226,20 @@ def test_an_idle_or_old_session_expires(signed_in, database):
     assert signed_in.get("/review/evaluations", follow_redirects=False).status_code == 303
 
 
+def test_use_restarts_the_idle_time(signed_in, database):
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+    with database.transaction() as session:
+        session.execute(update(ReviewSession).values(expires_at=soon))
+
+    assert signed_in.get("/review/evaluations").status_code == 200
+
+    with database.session() as session:
+        expires_at = session.scalar(select(ReviewSession.expires_at))
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=datetime.UTC)
+    assert expires_at - datetime.datetime.now(datetime.UTC) > datetime.timedelta(minutes=29)
+
+
 def test_use_restarts_the_idle_time_but_not_past_eight_hours(signed_in, database):
     long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=7, minutes=50)
     with database.transaction() as session:

@@ -25,6 +25,7 @@ from service.store.keys import KeyRecord
 
 SESSION_IDLE = datetime.timedelta(minutes=30)
 SESSION_LIFETIME = datetime.timedelta(hours=8)
+SESSION_REFRESH_STEP = datetime.timedelta(minutes=1)
 MAX_NOTE_LENGTH = 4000
 
 
@@ -85,29 +86,35 @@ def open_session(db: Database, key_id: str) -> str:
 
 def find_session(db: Database, token: str | None) -> SignedIn | None:
     """The live session for ``token``, its idle time restarted; None when the token is unknown,
-    the session has expired, or its key has been revoked since."""
+    the session has expired, or its key has been revoked since. A page view writes only when
+    the expiry moves by more than a minute (one commit, an fsync on SQLite, per page otherwise)."""
     if not token or len(token) > 128 or not storable(token):
         return None
     now = utc_now()
     digest = _digest(token)
-    with db.transaction() as session:
+    with db.session() as session:
         row = session.execute(
             select(ReviewSession, ApiKey)
             .join(ApiKey, ApiKey.id == ReviewSession.key_id)
             .where(ReviewSession.token_sha256 == digest)
         ).first()
-        if row is None:
-            return None
-        stored, key = row
-        reviewer = KeyRecord(key.id, key.role, key.label).has_role("reviewer")
-        if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not reviewer:
-            session.execute(delete(ReviewSession).where(ReviewSession.token_sha256 == digest))
-            return None
-        expires_at = min(now + SESSION_IDLE, as_utc(stored.created_at) + SESSION_LIFETIME)
-        session.execute(
-            update(ReviewSession).where(ReviewSession.token_sha256 == digest).values(expires_at=expires_at)
-        )
-        return SignedIn(key.id, key.label, stored.csrf_token, expires_at)
+    if row is None:
+        return None
+    stored, key = row
+    reviewer = KeyRecord(key.id, key.role, key.label).has_role("reviewer")
+    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not reviewer:
+        close_session(db, token)
+        return None
+    expires_at = min(now + SESSION_IDLE, as_utc(stored.created_at) + SESSION_LIFETIME)
+    moved = expires_at - as_utc(stored.expires_at)
+    if moved > SESSION_REFRESH_STEP or moved < datetime.timedelta(0):
+        with db.transaction() as session:
+            session.execute(
+                update(ReviewSession).where(ReviewSession.token_sha256 == digest).values(expires_at=expires_at)
+            )
+    else:
+        expires_at = as_utc(stored.expires_at)
+    return SignedIn(key.id, key.label, stored.csrf_token, expires_at)
 
 
 def close_session(db: Database, token: str | None) -> None:
