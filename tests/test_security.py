@@ -103,6 +103,8 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("GET", "/v1/evaluations/{evaluation_id}"): "intake",
         ("GET", "/v1/policies"): "intake",
         ("GET", "/v1/policies/{policy_id}"): "intake",
+        ("POST", "/v1/evaluations/{evaluation_id}/notes"): "reviewer",
+        ("GET", "/v1/evaluations/{evaluation_id}/notes"): "reviewer",
         ("GET", "/v1/evaluations/{evaluation_id}/questionnaire"): "intake",
         ("GET", "/v1/policies/{policy_id}/questionnaire"): "intake",
         ("GET", "/cds-services"): None,

@@ -34,6 +34,7 @@ from service.api.middleware import (
 from service.api.ratelimit import RateLimiter
 from service.api.routers import evaluations, health, policies
 from service.cds import routes as cds
+from service.review import notes as review_notes, pages as review_pages
 from service.settings import Settings
 from service.store.database import Database
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(policies.router, prefix="/v1")
     app.state.cds = cds.CdsConfig.from_settings(settings)
     app.include_router(cds.router)
+    app.include_router(review_notes.router, prefix="/v1")
+    app.include_router(review_pages.router)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(OperationOutcomeError, _operation_outcome)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -1,0 +1,132 @@
+"""A real ``coverage-criteria serve`` with reviewer data, and Debian's Chromium driven by
+Playwright, for the review page's browser tests and its screenshots (tests/review_screenshots.py).
+
+Chromium comes from Debian (``apt-get install chromium``), never from ``playwright install``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from servers import ROOT, start_server
+from service.store.database import Database
+from service.store.keys import create_key
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not CHROMIUM.exists():
+        return f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (pip install -e '.[test]')"
+    return None
+
+
+@contextmanager
+def chromium() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class ReviewServer:
+    base_url: str
+    reviewer_key: str
+    reviewer_key_id: str
+    intake_key: str
+    evaluation_id: str
+    external_id: str
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+def example_case() -> dict:
+    """The README's example case, changed so the summary shows every status: ISASS-RN-04 not
+    met (NRS 5), ISASS-RN-10 not documented, and the trial BMI flag present (37.5)."""
+    case = json.loads((ROOT / "examples" / "case.json").read_text())
+    case["patient"]["bmi"] = 37.5
+    case["low_back_pain"]["nrs"] = 5
+    del case["surgery"]["spine_surgery_indicated"]
+    return case
+
+
+@contextmanager
+def review_server(data_dir: Path, notes: bool = False) -> Iterator[ReviewServer]:
+    """A server on loopback with a reviewer key, an intake key and one stored evaluation."""
+    url = f"sqlite:///{data_dir / 'coverage-criteria.db'}"
+    database = Database(url)
+    database.migrate()
+    reviewer_key_id, reviewer_key = create_key(database, "reviewer", label="UM nurse reviewer")
+    _, intake_key = create_key(database, "intake", label="intake system")
+    database.dispose()
+    env = {
+        **os.environ,
+        "COVERAGE_CRITERIA_DATA_DIR": str(data_dir),
+        "COVERAGE_CRITERIA_DATABASE_URL": url,
+    }
+    env.pop("COVERAGE_CRITERIA_RULES_DIR", None)
+    server, base_url = start_server(env, data_dir / "server.log")
+    try:
+        case = example_case()
+        response = httpx.post(f"{base_url}/v1/evaluations", json=case, headers={"X-API-Key": intake_key})
+        response.raise_for_status()
+        evaluation_id = response.json()["evaluation_id"]
+        if notes:
+            for criterion, text in (
+                ("ISASS-RN-04", "Pain diary for October shows NRS 5 to 7; asked the clinic for the latest visit note."),
+                (None, "Peer-to-peer call offered to the ordering surgeon; imaging report to follow."),
+            ):
+                httpx.post(
+                    f"{base_url}/v1/evaluations/{evaluation_id}/notes",
+                    json={"criterion": criterion, "text": text},
+                    headers={"X-API-Key": reviewer_key},
+                ).raise_for_status()
+        yield ReviewServer(base_url, reviewer_key, reviewer_key_id, intake_key, evaluation_id, case["external_id"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def sign_in(page, server: ReviewServer, key: str | None = None) -> None:
+    page.goto(server.url("/review"))
+    page.fill("#key", key or server.reviewer_key)
+    with page.expect_navigation():
+        page.press("#key", "Enter")
+
+
+def pdf_to_png(pdf: Path, png: Path, resolution: int = 110) -> None:
+    """The PDF's first page as a PNG (pdftoppm, from poppler-utils)."""
+    import subprocess
+
+    if shutil.which("pdftoppm") is None:
+        raise RuntimeError("pdftoppm is missing (Debian: apt-get install -y poppler-utils)")
+    stem = png.with_suffix("")
+    subprocess.run(["pdftoppm", "-png", "-r", str(resolution), "-f", "1", "-l", "1", "-singlefile", str(pdf), str(stem)], check=True)
