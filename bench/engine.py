@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_batch import generate  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 from service.engine.durable import case_fact_json, fire_actions  # noqa: E402
-from service.engine.evaluation import Evaluator, _documented, _facts, by_section  # noqa: E402
+from service.engine.evaluation import Evaluator, _documented, by_section  # noqa: E402
 from service.json_output import json_bytes  # noqa: E402
 from service.policy.compiler import DISCRIMINATOR, compile_policy  # noqa: E402
 from service.policy.rules import AnyOf, Comparison, Expr, Not  # noqa: E402
@@ -196,7 +196,7 @@ def main() -> None:
     version = next(iter(versions.values()))
     compiled = compile_policy(version)
     sections = by_section(evaluator.dictionary.fields)
-    facts = [_facts(_documented(case, sections), compiled.fields) for case, _, _ in parsed]
+    facts = [compiled.facts(_documented(case, sections)) for case, _, _ in parsed]
     fact_texts = [case_fact_json(case_facts) for case_facts in facts]
     results = [evaluator.evaluate_parsed(*p) for p in parsed]
 
