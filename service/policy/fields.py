@@ -31,16 +31,19 @@ class DictionaryError(Exception):
     """The field dictionary is invalid; the message lists every problem found."""
 
 
-class _Format(BaseModel):
+class RuleFileFormat(BaseModel):
+    """The base of every model a rules file (fields.yaml, policy.yaml) is read with: strict, and
+    any key it does not know is refused."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class _Section(_Format):
+class _Section(RuleFileFormat):
     label: str = Field(min_length=1)
     description: str | None = None
 
 
-class _Field(_Format):
+class _Field(RuleFileFormat):
     kind: Literal["boolean", "integer", "number", "enum", "code_list"]
     label: str = Field(min_length=1)
     description: str | None = None
@@ -55,7 +58,7 @@ class _Field(_Format):
     fhir: Any = None  # how the field is read from FHIR: service/fhir/sources.py checks it
 
 
-class _File(_Format):
+class _File(RuleFileFormat):
     sections: dict[str, _Section] = {}
     fields: dict[str, _Field] = Field(min_length=1)
 

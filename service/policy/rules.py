@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from service.errors import field_path
-from service.policy.fields import Dictionary, DictionaryError, FieldSpec, load_dictionary
+from service.policy.fields import Dictionary, DictionaryError, FieldSpec, RuleFileFormat, load_dictionary
 
 DEFAULT_POLICY = "isass-2023-restorative-neurostimulation"
 
@@ -185,21 +185,17 @@ def parse_logic(data: Any, where: str, dictionary: Dictionary) -> Expr:
 # --- the policy file ---------------------------------------------------------------------------
 
 
-class _Format(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class _Source(_Format):
+class _Source(RuleFileFormat):
     reference: str = Field(min_length=1)
     url: str | None = None
 
 
-class _CitationEntry(_Format):
+class _CitationEntry(RuleFileFormat):
     source: str
     locator: str = Field(min_length=1)
 
 
-class _RuleEntry(_Format):
+class _RuleEntry(RuleFileFormat):
     id: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]*$")
     title: str = Field(min_length=1)
     requirement: str = Field(min_length=1)
@@ -208,12 +204,12 @@ class _RuleEntry(_Format):
     citations: list[_CitationEntry] = Field(min_length=1)
 
 
-class _OrderCode(_Format):
+class _OrderCode(RuleFileFormat):
     system: str = Field(pattern=r"^(https?://|urn:)\S+$")
     code: str = Field(pattern=r"^\S+$")
 
 
-class _PolicyFile(_Format):
+class _PolicyFile(RuleFileFormat):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: str = Field(min_length=1)
     title: str = Field(min_length=1)
