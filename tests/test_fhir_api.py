@@ -127,6 +127,15 @@ def test_unreadable_json_is_400_with_an_outcome(client, intake_key, database):
     assert outcome["issue"][0]["code"] == "structure"
 
 
+def test_a_bad_header_on_a_fhir_request_is_answered_with_an_operation_outcome(client, intake_key, database):
+    """Found by the OpenAPI fuzzer: the Idempotency-Key is checked before the body is read, and its
+    422 must still speak FHIR to a FHIR client."""
+    response = client.post("/v1/evaluations", content=json.dumps({"resourceType": "Bundle"}),
+                           headers={**FHIR, "X-API-Key": intake_key, "Idempotency-Key": ""})
+    outcome = assert_outcome(response, 422)
+    assert outcome["issue"][0]["diagnostics"].startswith("headers.idempotency-key:")
+
+
 def test_a_repeated_key_in_a_bundle_is_refused_naming_it(client, intake_key, database):
     body = b'{"resourceType": "Bundle", "type": "collection", "type": "batch", "entry": []}'
     outcome = assert_outcome(post_bundle(client, intake_key, body), 400)

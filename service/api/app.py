@@ -144,17 +144,25 @@ def uvicorn_options() -> dict[str, Any]:
     return {"access_log": False, "log_config": _log_config(), "loop": "auto", "http": "h11"}
 
 
-async def _invalid_input(_request: Request, error: InvalidInput) -> JSONResponse:
+def _client_error(request: Request, error: InvalidInput) -> JSONResponse:
+    """A 422, in the language of the request: an OperationOutcome to a FHIR request (whatever
+    part of it was wrong, a header included), the JSON error body to any other."""
+    if (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower() == FHIR_JSON:
+        return JSONResponse(OperationOutcomeError.from_invalid_input(error).to_resource(), status_code=422,
+                            media_type=FHIR_JSON)
     return JSONResponse(error.to_dict(), status_code=422)
+
+
+async def _invalid_input(request: Request, error: InvalidInput) -> JSONResponse:
+    return _client_error(request, error)
 
 
 async def _operation_outcome(_request: Request, error: OperationOutcomeError) -> JSONResponse:
     return JSONResponse(error.to_resource(), status_code=error.status, media_type=FHIR_JSON)
 
 
-async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-    invalid = InvalidInput.from_validation_error(error, detail="The request is invalid.")
-    return JSONResponse(invalid.to_dict(), status_code=422)
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    return _client_error(request, InvalidInput.from_validation_error(error, detail="The request is invalid."))
 
 
 async def _client_disconnected(_request: Request, _error: ClientDisconnect) -> Response:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from service.errors import InvalidInput
 from service.fhir.intake import BundleCase, case_from_bundle
-from service.fhir.outcome import FHIR_JSON, Issue, OperationOutcomeError
+from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 
 
 def fhir_response(resource: dict[str, Any], status: int = 200) -> Any:
@@ -55,8 +55,4 @@ def outcome_errors(read: BundleCase) -> Iterator[None]:
     try:
         yield
     except InvalidInput as error:
-        raise OperationOutcomeError(
-            Issue("invalid" if e["type"] != "missing" else "required",
-                  f"{e['field']}: {e['message']}", read.fhir.expressions.get(e["field"]))
-            for e in error.errors
-        ) from None
+        raise OperationOutcomeError.from_invalid_input(error, read.fhir.expressions) from None

@@ -54,5 +54,18 @@ class OperationOutcomeError(Exception):
     def one(cls, code: str, diagnostics: str, expression: str | None = None, status: int = 422) -> "OperationOutcomeError":
         return cls([Issue(code, diagnostics, expression)], status)
 
+    @classmethod
+    def from_invalid_input(cls, error: Any, expressions: dict[str, str] | None = None) -> "OperationOutcomeError":
+        """A client error of the plain-JSON kind (service.errors.InvalidInput) as an OperationOutcome:
+        one issue a listed field error, each at the FHIR element the field was read from when
+        known, and the total when more errors were found than listed."""
+        expressions = expressions or {}
+        issues = [Issue("invalid" if e["type"] != "missing" else "required", f"{e['field']}: {e['message']}",
+                        expressions.get(e["field"])) for e in error.errors]
+        if error.count > len(error.errors):
+            issues.append(Issue("too-costly", f"{error.count} errors in all; the first {len(error.errors)} are listed.",
+                                severity="information"))
+        return cls(issues)
+
     def to_resource(self) -> dict[str, Any]:
         return operation_outcome(self.issues)
