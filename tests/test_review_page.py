@@ -18,7 +18,7 @@ from service.api.ratelimit import RateLimiter
 from service.review import pages
 from service.review.sessions import SIGN_IN_ATTEMPTS_PER_MINUTE, safe_next
 from service.review.store import ReviewNote, ReviewSession
-from service.store.database import save_evaluation
+from service.store.database import as_utc, save_evaluation
 from service.store.keys import create_key, revoke_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,6 +226,12 @@ def test_an_idle_or_old_session_expires(signed_in, database):
     assert signed_in.get("/review/evaluations", follow_redirects=False).status_code == 303
 
 
+def stored_expiry(database) -> datetime.datetime:
+    """The session's expiry as stored, in UTC (SQLite hands it back without a zone)."""
+    with database.session() as session:
+        return as_utc(session.scalar(select(ReviewSession.expires_at)))
+
+
 def test_use_restarts_the_idle_time(signed_in, database):
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
     with database.transaction() as session:
@@ -233,11 +239,7 @@ def test_use_restarts_the_idle_time(signed_in, database):
 
     assert signed_in.get("/review/evaluations").status_code == 200
 
-    with database.session() as session:
-        expires_at = session.scalar(select(ReviewSession.expires_at))
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=datetime.UTC)
-    assert expires_at - datetime.datetime.now(datetime.UTC) > datetime.timedelta(minutes=29)
+    assert stored_expiry(database) - datetime.datetime.now(datetime.UTC) > datetime.timedelta(minutes=29)
 
 
 def test_use_restarts_the_idle_time_but_not_past_eight_hours(signed_in, database):
@@ -247,11 +249,7 @@ def test_use_restarts_the_idle_time_but_not_past_eight_hours(signed_in, database
 
     assert signed_in.get("/review/evaluations").status_code == 200
 
-    with database.session() as session:
-        expires_at = session.scalar(select(ReviewSession.expires_at))
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=datetime.UTC)
-    assert expires_at - long_ago <= datetime.timedelta(hours=8, seconds=1)
+    assert stored_expiry(database) - long_ago <= datetime.timedelta(hours=8, seconds=1)
 
 
 def test_pages_carry_no_script_and_a_policy_that_forbids_outside_resources(signed_in, evaluation):

@@ -147,7 +147,7 @@ def uvicorn_options() -> dict[str, Any]:
 def _client_error(request: Request, error: InvalidInput) -> JSONResponse:
     """A 422, in the language of the request: an OperationOutcome to a FHIR request (whatever
     part of it was wrong, a header included), the JSON error body to any other."""
-    if (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower() == FHIR_JSON:
+    if evaluations.media_type(request.headers.get("content-type")) == FHIR_JSON:
         return JSONResponse(OperationOutcomeError.from_invalid_input(error).to_resource(), status_code=422,
                             media_type=FHIR_JSON)
     return JSONResponse(error.to_dict(), status_code=422)

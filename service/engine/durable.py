@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import json
 import threading
-from decimal import Decimal
 from typing import Any
 
 import durable_rules_engine
 import orjson
 
 from service.policy.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
+from service.policy.fields import plain_decimal
 
 SID = "1"
 FACT_ID = "case"
@@ -52,9 +52,7 @@ _json_string = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for ev
 def _fixed_point(value: float) -> str:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("facts hold finite numbers only")
-    text = repr(value)  # shortest round-trip digits; an exponent only below 1e-4 or from 1e16
-    if "e" in text:
-        text = format(Decimal(text), "f")
+    text = plain_decimal(value)
     return text if "." in text else f"{text}.0"
 
 

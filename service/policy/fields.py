@@ -114,15 +114,19 @@ class FieldSpec:
         return described
 
 
+def plain_decimal(value: float) -> str:
+    """A float's shortest round-trip digits without an exponent: 1e-05 -> "0.00001" (Python writes
+    an exponent below 1e-4 and from 1e16; reviewers and durable-rules' JSON parser read none)."""
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
 def number_words(value: int | float) -> str:
     """A number in plain notation: 7.0 -> "7", 1e-05 -> "0.00001", 2e16 -> "20000000000000000"."""
     if isinstance(value, float):
         if value.is_integer() and abs(value) <= 2**53:
             return str(int(value))
-        text = repr(value)
-        if "e" in text:
-            text = format(Decimal(text), "f")
-        return text
+        return plain_decimal(value)
     return str(value)
 
 

@@ -101,7 +101,7 @@ async def create_evaluation(
     if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
         return _answer_again(request, previous)
     content_type = request.headers.get("content-type")
-    if _media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
+    if media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
         query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
         work = (evaluate_bundle_and_store, evaluator, db, body, key.id, query, claim)
     elif claim is None:  # the common case, on the event loop (it is ~0.2 ms) and stored by group commit
@@ -187,13 +187,14 @@ def list_evaluations(
     return Response(body, media_type=_JSON)
 
 
-def _media_type(content_type: str | None) -> str:
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, without parameters, in lower case."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def parse_json_body(content_type: str | None, body: bytes) -> Any:
-    media_type = _media_type(content_type)
-    if media_type != _JSON and not media_type.endswith("+json"):
+    sent = media_type(content_type)
+    if sent != _JSON and not sent.endswith("+json"):
         raise InvalidInput.one(
             "headers.content-type", "The case must be sent as application/json.", "content_type"
         )
