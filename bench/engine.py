@@ -48,7 +48,7 @@ from service.engine.durable import case_fact_json, fire_actions  # noqa: E402
 from service.engine.evaluation import Evaluator, _documented, by_section  # noqa: E402
 from service.json_output import json_bytes  # noqa: E402
 from service.policy.compiler import DISCRIMINATOR, compile_policy  # noqa: E402
-from service.policy.rules import AnyOf, Comparison, Expr, Not  # noqa: E402
+from service.policy.logic import AnyOf, Comparison, Expr, Not  # noqa: E402
 
 # --- the floor: the same Kleene logic in plain Python -------------------------------------------
 

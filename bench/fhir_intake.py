@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.engine.evaluation import Evaluator  # noqa: E402
-from service.fhir.evaluation import evaluate_bundle, read_bundle  # noqa: E402
+from service.evaluations.bundle import evaluate_bundle, read_bundle  # noqa: E402
 from service.fhir.parse import bundle_entries, read_json, validate  # noqa: E402
 
 

@@ -39,7 +39,8 @@ from cli_batch import generate, tree_rss_mib  # noqa: E402
 from sqlalchemy import delete, insert, select  # noqa: E402
 
 from service.engine.evaluation import Evaluator  # noqa: E402
-from service.store.database import Database, Evaluation, utc_now  # noqa: E402
+from service.store.database import Database  # noqa: E402
+from service.store.tables import Evaluation, utc_now  # noqa: E402
 from service.store.keys import create_key  # noqa: E402
 
 

@@ -93,7 +93,7 @@ def _is_bundle(payload: Any) -> bool:
 
 def _evaluate_bundle(evaluator: Any, bundle: Any, indent: int | None) -> int:
     """A FHIR Bundle: its result, or its OperationOutcome on standard error (exit 2)."""
-    from service.fhir.evaluation import evaluate_bundle
+    from service.evaluations.bundle import evaluate_bundle
     from service.fhir.outcome import OperationOutcomeError
 
     try:
@@ -147,7 +147,7 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from service.policy.golden import run_golden
+    from service.policy_tools.golden import run_golden
 
     evaluator = _evaluator(args.dir)
     outcomes = run_golden(evaluator)
@@ -163,7 +163,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_diff(args: argparse.Namespace) -> int:
-    from service.policy.diff import diff_paths, report
+    from service.policy_tools.diff import diff_paths, report
 
     changes = diff_paths(Path(args.old), Path(args.new))
     if args.json:
@@ -174,7 +174,7 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_impact(args: argparse.Namespace) -> int:
-    from service.policy.impact import describe, replay
+    from service.policy_tools.impact import describe, replay
     from service.policy.rules import load_catalog
     from service.settings import Settings
     from service.store.database import Database
@@ -210,7 +210,7 @@ def _date(text: str) -> datetime.date:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.api.app import serve
+    from service.app import serve
 
     serve(args.host, args.port, args.workers)
     return EXIT_OK

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from service.api.app import create_app
+from service.app import create_app
 from service.engine.evaluation import Evaluator
 from service.store.keys import create_key
 from service.settings import Settings

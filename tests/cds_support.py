@@ -18,7 +18,7 @@ from cds_client import PUBLIC_URL, SIGN, Signer, clients_file
 from conftest import FULL_CASE
 from crd_invariants import INVARIANTS, coverage_informations, values, violations
 from fhir_support import response
-from service.api.app import create_app
+from service.app import create_app
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

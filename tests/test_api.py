@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from service.api.app import create_app
+from service.app import create_app
 from service.policy.fields import load_dictionary
 from service.store.keys import create_key, revoke_key
-from service.store.database import Evaluation
+from service.store.tables import Evaluation
 
 POLICY_ID = "isass-2023-restorative-neurostimulation"
 CRITERIA = [f"ISASS-RN-{number:02d}" for number in range(1, 14)]

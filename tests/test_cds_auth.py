@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from cds_client import ISSUER, PUBLIC_URL, SIGN, Signer, clients_file, unsigned_token
-from service.api.app import create_app
+from service.app import create_app
 from service.cds.auth import ClientRegistry
 from service.settings import Settings
 from service.store.keys import list_keys, revoke_key

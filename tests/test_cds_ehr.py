@@ -15,9 +15,9 @@ from cds_client import PUBLIC_URL, FhirServer, clients_file, reactiv8_order, sea
 from cds_support import (ALL_MET, COVERAGE, PATIENT, dtr, actions_of, cds, check_action, example, hook,  # noqa: F401
                          outcome_of, signer)
 from crd_invariants import coverage_informations, values
-from service.api.app import create_app
+from service.app import create_app
 from service.settings import Settings
-from service.store.database import list_evaluation_results
+from service.store.evaluations import list_evaluation_results
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 TOKEN = "ehr-token"

@@ -18,7 +18,7 @@ from cds_support import (ALL_MET, COVERAGE, PATIENT, dtr, ROOT, actions_of, cds,
 from crd_invariants import coverage_informations, values, violations
 from service.cds.discovery import services
 from service.policy.rules import RuleError, load_catalog
-from service.store.database import get_evaluation_result, list_evaluation_results
+from service.store.evaluations import get_evaluation_result, list_evaluation_results
 
 def minimal_request(*orders: dict, hook_name: str = "order-sign", prefetch: dict | None = None, **extra) -> dict:
     body = {

@@ -15,7 +15,8 @@ from service.engine.durable import RulesEngine
 from service.engine.evaluation import Evaluator
 from service.errors import InvalidInput
 from service.policy.compiler import compile_policy
-from service.policy.rules import Comparison, load_catalog, walk
+from service.policy.logic import Comparison, walk
+from service.policy.rules import load_catalog
 
 CASES_PER_VERSION = 3000
 

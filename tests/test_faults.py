@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
-from service.api.app import create_app
+from service.app import create_app
 from service.store.keys import create_key
 from service.settings import Settings
-from service.store.database import Database, Evaluation
+from service.store.database import Database
+from service.store.tables import Evaluation
 from servers import ROOT, WAIT_SECONDS, free_port, serve_command
 from tcp_proxy import TcpProxy
 

@@ -13,7 +13,7 @@ from fhir_support import (
     observation, odi_response, order, patient, procedure, quantity, response,
 )
 from service.fhir.parse import validation_issues, Located
-from service.store.database import Evaluation
+from service.store.tables import Evaluation
 
 FHIR = {"Content-Type": "application/fhir+json"}
 DAY = "2026-12-01"

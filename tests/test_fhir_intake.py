@@ -10,7 +10,7 @@ from fhir_support import (
     ICD10, ODI_ITEMS, SNOMED, bmi, bundle, clinical, condition, example_bundle, example_case,
     nrs, observation, odi_response, order, patient, procedure, quantity, response,
 )
-from service.fhir.evaluation import evaluate_bundle, read_bundle
+from service.evaluations.bundle import evaluate_bundle, read_bundle
 from service.fhir.intake import case_from_resources
 from service.fhir.outcome import OperationOutcomeError
 

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import FIELDS_FILE
-from service.fhir.sources import parse_sources
+from service.policy.sources import parse_sources
 from service.policy.fields import DictionaryError, load_dictionary
 
 

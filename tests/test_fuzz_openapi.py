@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from service.api.app import create_app
+from service.app import create_app
 from service.store.keys import create_key
 from service.settings import Settings
 

@@ -3,7 +3,7 @@
 import pytest
 
 from service.engine.evaluation import Evaluator
-from service.policy.golden import load_golden, run_golden
+from service.policy_tools.golden import load_golden, run_golden
 from service.policy.rules import load_catalog
 
 VERSIONS = list(load_catalog().all_versions())

@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from service.store.database import Evaluation, GroupCommit, evaluation_row
+from service.store.evaluations import evaluation_row
+from service.store.group_commit import GroupCommit
+from service.store.tables import Evaluation
 from service.store.keys import create_key
 
 
@@ -131,7 +133,7 @@ def test_waiters_on_an_event_loop_each_get_their_own_outcome(database, key_id, w
 
 
 def test_rows_of_several_tables_are_inserted_parents_first_in_one_transaction(database):
-    from service.store.database import ApiKey, utc_now
+    from service.store.tables import ApiKey, utc_now
 
     def key_row(key_id):
         return ApiKey.__table__, {"id": key_id, "role": "intake", "label": None, "secret_sha256": "0" * 64,

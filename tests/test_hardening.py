@@ -27,12 +27,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 import service.store.database as database_module
-from service.api.app import create_app
-from service.api.middleware import SafeLogRecords, make_logs_safe, printable
+from service.app import create_app
+from service.web.middleware import SafeLogRecords, make_logs_safe, printable
 from service.errors import MAX_LISTED_ERRORS, InvalidInput
 from service.json_input import parse_json
 from service.settings import Settings
-from service.store.database import Database, Evaluation
+from service.store.database import Database
+from service.store.tables import Evaluation
 from service.store.idempotency import IdempotencyRecord
 from service.store.keys import create_key
 from servers import ROOT, start_server
@@ -89,7 +90,7 @@ def test_uvicorns_access_log_is_escaped_too_and_keeps_no_query_string(caplog):
 
 
 def test_serves_log_config_escapes_records_of_any_logger():
-    from service.api.app import _log_config
+    from service.app import _log_config
 
     config = _log_config()
     assert all(handler["filters"] == ["printable"] for handler in config["handlers"].values())
@@ -335,7 +336,7 @@ def test_a_key_is_kept_24_hours_and_may_be_used_again_after(client, database, in
 
 
 def test_the_idempotency_record_is_stored_in_the_evaluations_transaction(database, full_case, evaluator):
-    from service.api.routers.evaluations import evaluate_and_store
+    from service.evaluations.submit import evaluate_and_store
     from service.store.idempotency import IdempotencyClaim
 
     key_id, _ = create_key(database, "intake")
@@ -389,7 +390,7 @@ def test_paging_is_stable_when_results_share_a_timestamp(client, intake_key, rev
 
 
 def test_the_default_page_is_50_and_the_largest_500(client, intake_key, reviewer_key, full_case, database):
-    from service.store.database import save_evaluation
+    from service.store.evaluations import save_evaluation
 
     key_id = create_key(database, "intake")[0]
     for number in range(501):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from service.store.keys import KeyRecord, authenticate, create_key, list_keys, revoke_key
-from service.store.database import ApiKey
+from service.store.tables import ApiKey
 
 KEY_FORMAT = re.compile(r"cc_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 

@@ -24,7 +24,9 @@ from sqlalchemy import select, update
 from candidates import ISASS, ROOT, candidate
 from conftest import FULL_CASE
 from service.cli import main
-from service.store.database import Database, Evaluation, save_evaluation
+from service.store.database import Database
+from service.store.evaluations import save_evaluation
+from service.store.tables import Evaluation
 from service.store.keys import create_key
 
 NRS_VALUES = [0, 3, 5.9, 5.99, 6, 6.0, 6.5, 6.99, 7, 7.5, 10]

@@ -13,12 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from service.api.app import create_app
-from service.api.ratelimit import RateLimiter
+from service.app import create_app
+from service.web.ratelimit import RateLimiter
 from service.review import pages
 from service.review.sessions import SIGN_IN_ATTEMPTS_PER_MINUTE, safe_next
 from service.review.store import ReviewNote, ReviewSession
-from service.store.database import as_utc, save_evaluation
+from service.store.evaluations import save_evaluation
+from service.store.tables import as_utc
 from service.store.keys import create_key, revoke_key
 
 ROOT = Path(__file__).resolve().parent.parent

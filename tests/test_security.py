@@ -13,9 +13,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from service.api.app import create_app, uvicorn_options
+from service.app import create_app, uvicorn_options
 from service.store.keys import create_key
-from service.api.ratelimit import RateLimiter
+from service.web.ratelimit import RateLimiter
 from service.settings import DEFAULT_RATE_LIMIT_PER_MINUTE, Settings
 
 POLICY_ID = "isass-2023-restorative-neurostimulation"

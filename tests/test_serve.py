@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import uvicorn
 
-from service.api.app import tcp_listener
+from service.app import tcp_listener
 from service.store.keys import create_key
 from service.store.database import Database
 from servers import WAIT_SECONDS, start_server
 
 
 def test_worker_connections_get_tcp_nodelay():
-    listener = tcp_listener(uvicorn.Config("service.api.app:create_app", factory=True, host="127.0.0.1", port=0))
+    listener = tcp_listener(uvicorn.Config("service.app:create_app", factory=True, host="127.0.0.1", port=0))
 
     async def nodelay_of_an_accepted_connection() -> int:
         accepted = asyncio.get_running_loop().create_future()

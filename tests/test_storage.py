@@ -5,7 +5,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from service.store.keys import create_key
-from service.store.database import Base, Database, Evaluation, get_evaluation_result, list_evaluation_results, save_evaluation
+from service.store.database import Database
+from service.store.evaluations import get_evaluation_result, list_evaluation_results, save_evaluation
+from service.store.tables import Base, Evaluation
 
 
 def store(db, evaluation_id, external_id, key_id, result_json=None):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.fhir.intake import field_sources
-from service.fhir.sources import ObservationSource
+from service.policy.sources import ObservationSource
 from service.policy.rules import Catalog, OrderCode
 
 HOOKS = ("order-sign", "order-select")

@@ -17,10 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.cds import discovery, hooks
 from service.cds.auth import ClientRegistry, Unauthorized, expiry
 from service.cds.store import client_key, remember_token_id, save_feedback
-from service.api.routers.evaluations import evaluate_and_store
+from service.evaluations.submit import evaluate_and_store
 from service.errors import InvalidInput, field_path
 from service.json_input import parse_json
-from service.fhir.evaluation import dictionary_of
 from service.fhir.intake import FhirCase, case_from_resources
 from service.fhir.outcome import FHIR_JSON, Issue, operation_outcome
 from service.settings import Settings
@@ -143,7 +142,7 @@ def _hook_context(request: Request) -> hooks.HookContext:
         return evaluation_id, json.loads(result_json)
 
     def map_case(resources: list[dict[str, Any]], day: datetime.date) -> FhirCase:
-        return case_from_resources(resources, dictionary_of(evaluator), service_date=day)
+        return case_from_resources(resources, evaluator.dictionary, service_date=day)
 
     return hooks.HookContext(
         public_url=_config(request).public_url or "",

@@ -18,7 +18,8 @@ from sqlalchemy import DateTime, Index, String, Text, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.database import ApiKey, Base, Database, utc_now
+from service.store.database import Database
+from service.store.tables import ApiKey, Base, utc_now
 
 MAX_LABEL_LENGTH = 200
 

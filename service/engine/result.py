@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from service.policy.fields import Dictionary, FieldSpec
-from service.policy.rules import OPERATORS, AnyOf, Comparison, Expr, Not, PolicyVersion, Rule, walk
+from service.policy.logic import OPERATORS, AnyOf, Comparison, Expr, Not, walk
+from service.policy.rules import PolicyVersion, Rule
 
 NOTICE = "These findings support a reviewer's determination; they are not a coverage decision."
 CRITERION_STATUS = {True: "met", False: "not_met", None: "insufficient_information"}

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from service.fhir.outcome import Issue, OperationOutcomeError
 from service.fhir.parse import Located, bundle_entries, validate
 from service.fhir.readers import Context, Found, answers, maybe_read, moment, read, relevant
-from service.fhir.sources import Source, parse_sources
+from service.policy.sources import Source, parse_sources
 
 _ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
 _PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from service.fhir.sources import ObservationSource, ScoredQuestionnaireSource
+from service.policy.sources import ObservationSource, ScoredQuestionnaireSource
 
 SDC_PROFILE = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire|3.0.0"
 UNIT_URL = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from service.fhir.outcome import Issue
 from service.fhir.parse import Located
-from service.fhir.sources import (
+from service.policy.sources import (
     Code,
     ConditionSource,
     ObservationSource,

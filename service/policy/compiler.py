@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from service.policy.logic import AllOf, Comparison, Expr, Not, walk
 
-from service.policy.rules import AllOf, Comparison, Expr, Not, PolicyVersion, walk
+from service.policy.rules import PolicyVersion
 
 DISCRIMINATOR = {"kind": "case"}
 SENTINEL = "$case"

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import field_path
-from service.fhir.sources import SourceError, parse_sources
+from service.policy.sources import SourceError, parse_sources
 
 KINDS = ("boolean", "integer", "number", "enum", "code_list")
 # The case's own top-level fields, which no dictionary entry may take.
@@ -55,7 +55,7 @@ class _Field(RuleFileFormat):
     max_length: int | None = Field(None, ge=1)
     max_items: int | None = Field(None, ge=1)
     evidence_only: bool = False
-    fhir: Any = None  # how the field is read from FHIR: service/fhir/sources.py checks it
+    fhir: Any = None  # how the field is read from FHIR: service/policy/sources.py checks it
 
 
 class _File(RuleFileFormat):

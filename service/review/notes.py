@@ -15,9 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.api.dependencies import DatabaseDep, ReviewerKey
-from service.api.routers.evaluations import parse_json_body
-from service.api.schemas import ErrorResponse, InvalidRequestResponse
+from service.web.dependencies import DatabaseDep, ReviewerKey
+from service.web.media import parse_json_body
+from service.web.schemas import ErrorResponse, InvalidRequestResponse
 from service.errors import InvalidInput
 from service.review.store import MAX_NOTE_LENGTH, add_note, list_notes, load_result
 from service.store.database import Database

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from service.api.dependencies import DatabaseDep
+from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
 from service.review import words
 from service.review.notes import checked_note
@@ -40,7 +40,9 @@ from service.review.store import (
     load_result,
     open_session,
 )
-from service.store.database import Database, InvalidCursor, list_evaluation_results
+from service.store.database import Database
+from service.store.evaluations import list_evaluation_results
+from service.store.paging import InvalidCursor
 from service.store.keys import authenticate
 
 PACKAGE = Path(__file__).parent

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, Response
 
-from service.api.dependencies import DatabaseDep
-from service.api.ratelimit import RateLimiter
+from service.web.dependencies import DatabaseDep
+from service.web.ratelimit import RateLimiter
 from service.review.store import SESSION_LIFETIME, SignedIn, find_session
 
 SESSION_COOKIE = "cc_review_session"

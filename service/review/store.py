@@ -12,15 +12,9 @@ from typing import Any
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.database import (
-    ApiKey,
-    Base,
-    Database,
-    as_utc,
-    get_evaluation_result,
-    storable,
-    utc_now,
-)
+from service.store.database import Database
+from service.store.evaluations import get_evaluation_result
+from service.store.tables import ApiKey, Base, as_utc, storable, utc_now
 from service.store.keys import KeyRecord
 
 SESSION_IDLE = datetime.timedelta(minutes=30)

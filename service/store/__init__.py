@@ -1,5 +1,14 @@
-"""Durable storage: evaluations, API keys, Idempotency-Key records and their migrations."""
+"""Durable storage, near the ground: nothing here imports another room of the service.
+
+- ``tables``: the shared tables (API keys, evaluations, Idempotency-Key records) and the clock;
+- ``database``: engine, sessions, migrations, the driver-level statements of the hot path;
+- ``group_commit``: one writer thread committing every waiting evaluation together;
+- ``evaluations``: evaluations stored and read back byte for byte;
+- ``idempotency``: Idempotency-Key claims and records;
+- ``keys``: API keys;
+- ``paging``: the one cursor pager.
+"""
 
 # Every model joins Base.metadata on import, so that the schema the models describe is complete
 # whichever module a caller imports first (tests compare it with the migrations).
-from service.store import idempotency  # noqa: F401
+from service.store import tables  # noqa: F401

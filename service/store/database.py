@@ -1,60 +1,33 @@
-"""Durable storage: every accepted evaluation exactly as it was returned, and API keys.
+"""The database: one engine and session factory per URL, migrations, and the driver-level path of
+the two statements every request runs.
 
 SQLite by default (WAL journal, ``synchronous=FULL``: a commit that has returned survives a
 hard kill), PostgreSQL through psycopg 3. The schema is owned by the Alembic migrations in
 ``service/store/migrations``, which :meth:`Database.migrate` applies.
 
-Evaluations are stored by group commit (:class:`GroupCommit`): one writer thread commits every
-evaluation waiting at that moment in one transaction, so one fsync serves many, and each caller
-learns that its own rows are durable only once that commit has returned.
+Evaluations are stored by group commit (``store/group_commit.py``); the tables are in
+``store/tables.py``, what is stored and read of an evaluation in ``store/evaluations.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import datetime
-import json
 import logging
 import os
-import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import (
-    CheckConstraint,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    create_engine,
-    delete,
-    event,
-    insert,
-    Select,
-    or_,
-    select,
-    text,
-)
+from sqlalchemy import Engine, Select, Table, create_engine, event, select, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from service.store.idempotency import IdempotencyClaim
+from service.store.group_commit import GroupCommit
+from service.store.tables import Evaluation
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -67,48 +40,9 @@ logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.WARNING)
 # (5 kept, 10 more opened and closed on demand) a busy server opened and closed connections all
 # the time, which cost PostgreSQL ~1.5 ms of CPU per evaluation. Up to 40 connections per worker.
 _ENGINE_OPTIONS = {"hide_parameters": True, "pool_size": 20, "max_overflow": 20}
-# Evaluations one transaction commits at most; more wait for the next (bounds a commit's size).
-GROUP_COMMIT_MAX = 256
 # SQLite decides at open time whether a connection may write; after these errors the connection is
 # dropped so that the next request opens the file afresh, e.g. once it is writable again.
 _SQLITE_FILE_ERRORS = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint("role IN ('intake', 'reviewer')", name="role"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16))
-    label: Mapped[str | None] = mapped_column(String(200))
-    secret_sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class Evaluation(Base):
-    __tablename__ = "evaluations"
-    __table_args__ = (Index(None, "external_id", "created_at"),)
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(128))
-    policy_id: Mapped[str] = mapped_column(String(128))
-    policy_version: Mapped[str] = mapped_column(String(64))
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
-    case_json: Mapped[str] = mapped_column(Text)
-    result_json: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Database:
@@ -239,15 +173,14 @@ class Database:
             connection.close()  # back to the pool, which rolls back whatever was not committed
 
     def migrate(self) -> None:
-        """Bring the schema up to every newest migration (features add revisions side by side, each off
-        0001, so "heads"); safe to run at every start-up."""
+        """Bring the schema up to the newest migration (one line of history: ``alembic heads``
+        shows one); safe to run at every start-up."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            hold_migration_lock(connection)
             config.attributes["connection"] = connection
-            command.upgrade(config, "heads")
+            command.upgrade(config, "head")
 
     def is_ready(self) -> bool:
         """Whether the database answers and holds the schema (any error means no, and is logged)."""
@@ -262,26 +195,6 @@ class Database:
     def dispose(self) -> None:
         self.writer.close()
         self.engine.dispose()
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def as_utc(moment: datetime.datetime) -> datetime.datetime:
-    """SQLite hands timestamps back without a zone; they were stored in UTC."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC)
-
-
-def storable(value: str) -> bool:
-    """PostgreSQL text cannot hold NUL characters, so no stored key has one (on any backend)."""
-    return "\x00" not in value
-
-
-# Rows to insert in one transaction, parents first: (table, column values).
-Rows = Sequence[tuple[Table, dict[str, Any]]]
 
 
 class _DriverSql:
@@ -305,242 +218,11 @@ class _DriverSql:
         return values
 
 
-class GroupCommit:
-    """One writer thread that commits whatever rows are waiting, together.
-
-    ``commit(rows)`` (blocking) and ``await commit_async(rows)`` queue one evaluation's rows (with
-    any rows that must be committed with it, parents first) and return once a commit holding them
-    has returned, or raise that commit's error. The writer takes every item waiting (up to
-    ``GROUP_COMMIT_MAX``) into one transaction: under load one fsync serves a whole batch, and an
-    item never waits for more than the commit in progress. Should a batch fail on one item's rows
-    (a duplicate key, say), each item is retried in a transaction of its own so that only that one
-    fails; when the database is unavailable, every item of the batch fails with that error.
-    Waiters on an event loop are woken with one call per batch, not one per item.
-    """
-
-    def __init__(self, insert: Callable[[dict[Table, list[dict[str, Any]]]], None]) -> None:
-        self._insert_rows = insert
-        self._lock = threading.Lock()
-        self._writer: tuple[threading.Thread, queue.SimpleQueue] | None = None
-
-    def submit(self, rows: Rows) -> Future:
-        """Queue ``rows``; the future completes once they are committed (or fails as the commit did)."""
-        future: Future = Future()
-        self._put((rows, future))
-        return future
-
-    def commit(self, rows: Rows) -> None:
-        """When this returns, ``rows`` are committed."""
-        self.submit(rows).result()
-
-    async def commit_async(self, rows: Rows) -> None:
-        """Like :meth:`commit`, waiting without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._put((rows, (loop, future)))
-        await future
-
-    def close(self) -> None:
-        """Commit what is queued, then stop the writer (a later commit starts a new one)."""
-        with self._lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            thread, waiting = writer
-            waiting.put(None)
-            thread.join()
-
-    def _put(self, item: tuple[Rows, Any]) -> None:
-        with self._lock:  # started on first use: a process that forks workers never starts one
-            if self._writer is None:
-                waiting: queue.SimpleQueue = queue.SimpleQueue()
-                thread = threading.Thread(target=self._run, args=(waiting,), name="group-commit", daemon=True)
-                thread.start()
-                self._writer = thread, waiting
-            self._writer[1].put(item)
-
-    def _run(self, waiting: queue.SimpleQueue) -> None:
-        stopping = False
-        while not stopping:
-            item = waiting.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < GROUP_COMMIT_MAX:
-                try:
-                    item = waiting.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            outcomes: list[BaseException | None] = [None] * len(batch)
-            try:
-                self._commit_batch([rows for rows, _ in batch], outcomes)
-            except BaseException as error:  # never leave a caller waiting, whatever happened
-                outcomes = [error] * len(batch)
-            _settle([waiter for _, waiter in batch], outcomes)
-
-    def _commit_batch(self, items: list[Rows], outcomes: list[BaseException | None]) -> None:
-        try:
-            self._insert(items)
-        except (OperationalError, InterfaceError, PoolTimeoutError) as error:
-            outcomes[:] = [error] * len(items)
-        except Exception as error:
-            if len(items) == 1:
-                outcomes[0] = error
-                return
-            for index, rows in enumerate(items):
-                try:
-                    self._insert([rows])
-                except Exception as own_error:
-                    outcomes[index] = own_error
-
-    def _insert(self, items: list[Rows]) -> None:
-        by_table: dict[Table, list[dict[str, Any]]] = {}
-        for rows in items:
-            for table, row in rows:
-                by_table.setdefault(table, []).append(row)
-        self._insert_rows(by_table)
-
-
-def _settle(waiters: list[Any], outcomes: list[BaseException | None]) -> None:
-    """Answer each waiter: threads at once, each event loop with one call for all of its waiters."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, BaseException | None]]] = {}
-    for waiter, outcome in zip(waiters, outcomes):
-        if isinstance(waiter, Future):
-            if outcome is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(outcome)
-        else:
-            loop, future = waiter
-            by_loop.setdefault(loop, []).append((future, outcome))
-    for loop, answers in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_answer, answers)
-        except RuntimeError:  # that loop has closed: nobody is waiting any more
-            pass
-
-
-def _answer(answers: list[tuple[asyncio.Future, BaseException | None]]) -> None:
-    for future, outcome in answers:
-        if future.done():  # cancelled meanwhile (the client went away)
-            continue
-        if outcome is None:
-            future.set_result(None)
-        else:
-            future.set_exception(outcome)
-
-
-def evaluation_row(
-    *,
-    evaluation_id: str,
-    external_id: str,
-    policy_id: str,
-    policy_version: str,
-    key_id: str,
-    case_json: str,
-    result_json: str,
-) -> tuple[Table, dict[str, Any]]:
-    """An evaluation as a row to insert (for :class:`GroupCommit`)."""
-    return Evaluation.__table__, {
-        "id": evaluation_id,
-        "external_id": external_id,
-        "policy_id": policy_id,
-        "policy_version": policy_version,
-        "key_id": key_id,
-        "case_json": case_json,
-        "result_json": result_json,
-        "created_at": utc_now(),
-    }
-
-
-def save_evaluation(db: Database, *, idempotency: IdempotencyClaim | None = None, **evaluation: str) -> bool:
-    """Store an evaluation (keywords of :func:`evaluation_row`); when this returns True, it is
-    committed. Without ``idempotency``: by group commit. With it: in a transaction of its own
-    that also records its Idempotency-Key, so both are stored or neither; False, nothing stored,
-    when another request has claimed the key first."""
-    table, row = evaluation_row(**evaluation)
-    if idempotency is None:
-        db.writer.commit([(table, row)])
-        return True
-    with db.write() as connection:
-        connection.execute(insert(table), row)
-        if not idempotency.record(connection, row["id"], row["created_at"]):
-            connection.execute(delete(table).where(table.c.id == row["id"]))
-            return False
-    return True
-
-
-def get_evaluation_result(db: Database, evaluation_id: str) -> str | None:
-    """The stored result JSON text, byte for byte as first returned; None if there is none."""
-    if not storable(evaluation_id):
-        return None
-    with db.session() as session:
-        return session.scalar(select(Evaluation.result_json).where(Evaluation.id == evaluation_id))
-
-
-def get_evaluation_case(db: Database, evaluation_id: str) -> str | None:
-    """The stored case JSON text an evaluation was made from; None if there is none."""
-    if not storable(evaluation_id):
-        return None
-    with db.session() as session:
-        return session.scalar(select(Evaluation.case_json).where(Evaluation.id == evaluation_id))
-
-
-class InvalidCursor(ValueError):
-    """A paging cursor this service did not hand out."""
-
-
-@dataclass(frozen=True)
-class Page:
-    results: list[str]
-    next_cursor: str | None  # None on the last page
-
-
-def list_evaluation_results(db: Database, external_id: str, limit: int = 50, cursor: str | None = None) -> Page:
-    """Stored result JSON texts for an intake reference, newest first, ``limit`` at a time.
-
-    Ordered by storage time, then id, so that results stored in the same microsecond keep one
-    order and a page never repeats or skips one; ``cursor`` (opaque: the position of the last
-    result of the page before) continues after that page.
-    """
-    if not storable(external_id):
-        return Page([], None)
-    query = select(Evaluation.created_at, Evaluation.id, Evaluation.result_json).where(
-        Evaluation.external_id == external_id
-    )
-    if cursor is not None:
-        created_at, evaluation_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Evaluation.created_at < created_at,
-                and_(Evaluation.created_at == created_at, Evaluation.id < evaluation_id),
-            )
-        )
-    query = query.order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit + 1)
-    with db.session() as session:
-        rows = session.execute(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page([row.result_json for row in rows], _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
-
-
-def _encode_cursor(created_at: datetime.datetime, evaluation_id: str) -> str:
-    position = json.dumps([as_utc(created_at).isoformat(), evaluation_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
-    try:
-        moment, evaluation_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        created_at = datetime.datetime.fromisoformat(moment)
-    except (ValueError, TypeError) as error:  # binascii.Error, JSON, unpacking and dates are ValueErrors
-        raise InvalidCursor("not a cursor this service handed out") from error
-    if created_at.tzinfo is None or not isinstance(evaluation_id, str) or not storable(evaluation_id):
-        raise InvalidCursor("not a cursor this service handed out")
-    return created_at, evaluation_id
+def hold_migration_lock(connection: Connection) -> None:
+    """On PostgreSQL, one migration at a time among every server sharing the database (released
+    when the transaction ends); SQLite's write lock does the same for a file."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
 
 
 def _with_driver(url: URL) -> URL:

@@ -16,27 +16,17 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, ForeignKey, String, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 
 from service.errors import InvalidInput
-from service.store.database import Base, Database, Evaluation, utc_now
+from service.store.database import Database
+from service.store.tables import Evaluation, IdempotencyRecord, utc_now
 
 KEPT = datetime.timedelta(hours=24)
 HEADER = "Idempotency-Key"
 _VALID_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # 1-255 visible ASCII characters
-
-
-class IdempotencyRecord(Base):
-    __tablename__ = "idempotency_keys"
-
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    request_sha256: Mapped[str] = mapped_column(String(64))
-    evaluation_id: Mapped[str] = mapped_column(ForeignKey("evaluations.id"))
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)

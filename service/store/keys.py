@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from service.store.database import ApiKey, Database, as_utc, utc_now
+from service.store.database import Database
+from service.store.tables import ApiKey, as_utc, utc_now
 
 ROLES = ("intake", "reviewer")
 MAX_LABEL_LENGTH = 200

@@ -8,26 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
+from service.web.media import media_type, parse_json_body
+from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
-from service.json_input import parse_json
-from service.engine.evaluation import Evaluator
-from service.api.schemas import ErrorResponse, InvalidRequestResponse
-from service.json_output import json_bytes
-from service.fhir.evaluation import dictionary_of, evidence_sources, fhir_response, outcome_errors, read_bundle
-from service.fhir.intake import continued_evaluation
-from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
-from service.fhir.parse import read_json
+from service.evaluations.submit import evaluate_and_commit, evaluate_and_store, evaluate_bundle_and_store
+from service.web.schemas import ErrorResponse, InvalidRequestResponse
+from service.web.media import fhir_response
+from service.fhir.outcome import FHIR_JSON
 from service.fhir.questionnaire import for_evaluation
-from service.store.database import (
-    Database,
-    InvalidCursor,
-    evaluation_row,
-    get_evaluation_case,
-    get_evaluation_result,
-    list_evaluation_results,
-    save_evaluation,
-)
+from service.store.evaluations import get_evaluation_result, list_evaluation_results
+from service.store.paging import InvalidCursor
 from service.store.idempotency import HEADER, IdempotencyClaim, Previous
 
 router = APIRouter(
@@ -38,7 +28,7 @@ router = APIRouter(
 
 _JSON = "application/json"
 # The body is parsed by the handler (so the engine reports every field error itself); this
-# documents it. The schema is added to the OpenAPI components by service.api.app.
+# documents it. The schema is added to the OpenAPI components by service.app.
 _CASE_BODY = {
     "requestBody": {
         "required": True,
@@ -154,7 +144,7 @@ def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: Int
     if result_json is None:
         raise HTTPException(404, detail="No evaluation with this id.")
     url = str(request.url.replace(query=None))
-    return fhir_response(for_evaluation(dictionary_of(evaluator), json.loads(result_json), url))
+    return fhir_response(for_evaluation(evaluator.dictionary, json.loads(result_json), url))
 
 
 @router.get(
@@ -185,73 +175,6 @@ def list_evaluations(
         f'"next_cursor":{_dumps(page.next_cursor)}}}'
     )
     return Response(body, media_type=_JSON)
-
-
-def media_type(content_type: str | None) -> str:
-    """The media type of a Content-Type header, without parameters, in lower case."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def parse_json_body(content_type: str | None, body: bytes) -> Any:
-    sent = media_type(content_type)
-    if sent != _JSON and not sent.endswith("+json"):
-        raise InvalidInput.one(
-            "headers.content-type", "The case must be sent as application/json.", "content_type"
-        )
-    return parse_json(body)
-
-
-def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
-                              query: dict[str, str | None],
-                              idempotency: IdempotencyClaim | None = None) -> tuple[str, str] | None:
-    """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
-    evaluated again (``rules impact``) without FHIR."""
-    bundle = read_json(body)
-    base, earlier = None, {}
-    if (continued := continued_evaluation(bundle)) is not None:  # answers to an evaluation's questionnaire
-        base_json = get_evaluation_case(db, continued)
-        if base_json is None:
-            raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
-                                            "an evaluation this service does not hold.")
-        base, earlier = json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
-    read = read_bundle(evaluator, bundle, base=base, **query)
-    with outcome_errors(read):
-        return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance})
-
-
-def evaluate_and_store(
-    evaluator: Evaluator, db: Database, payload: Any, key_id: str,
-    idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
-) -> tuple[str, bytes] | None:
-    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
-    The evaluation's id and result JSON; None, nothing stored, when another request claimed the
-    same Idempotency-Key first."""
-    result = evaluator.evaluate(payload, provenance=provenance)
-    result_json = json_bytes(result)
-    stored = save_evaluation(db, idempotency=idempotency, **_stored(result, result_json, payload, key_id))
-    return (result["evaluation_id"], result_json) if stored else None
-
-
-async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, bytes]:
-    """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
-    less than a hand-off to a thread, and the group commit is awaited without blocking."""
-    result = evaluator.evaluate(payload)
-    result_json = json_bytes(result)
-    await db.writer.commit_async([evaluation_row(**_stored(result, result_json, payload, key_id))])
-    return result["evaluation_id"], result_json
-
-
-def _stored(result: dict[str, Any], result_json: bytes, payload: Any, key_id: str) -> dict[str, str]:
-    """The columns of a stored evaluation: the result as returned, the case as received."""
-    return {
-        "evaluation_id": result["evaluation_id"],
-        "external_id": result["external_id"],
-        "policy_id": result["policy"]["id"],
-        "policy_version": result["policy"]["version"],
-        "key_id": key_id,
-        "case_json": json_bytes(payload).decode(),
-        "result_json": result_json.decode(),
-    }
 
 
 def _dumps(value: Any) -> str:

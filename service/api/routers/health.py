@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.api.dependencies import DatabaseDep, EvaluatorDep
+from service.web.dependencies import DatabaseDep, EvaluatorDep
 
 router = APIRouter(tags=["health"])
 

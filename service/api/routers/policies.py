@@ -3,9 +3,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from service.api.dependencies import EvaluatorDep, IntakeKey
-from service.api.schemas import ErrorResponse
-from service.fhir.evaluation import dictionary_of, fhir_response
+from service.web.dependencies import EvaluatorDep, IntakeKey
+from service.web.schemas import ErrorResponse
+from service.web.media import fhir_response
 from service.fhir.questionnaire import for_policy
 
 router = APIRouter(
@@ -43,4 +43,4 @@ def get_policy_questionnaire(policy_id: str, request: Request, _key: IntakeKey, 
     if versions is None:
         raise HTTPException(404, detail=f"No policy with id {policy_id!r}.")
     version = evaluator.catalog.in_force(policy_id, datetime.date.today()) or versions[-1]
-    return fhir_response(for_policy(dictionary_of(evaluator), version, str(request.url.replace(query=None))))
+    return fhir_response(for_policy(evaluator.dictionary, version, str(request.url.replace(query=None))))

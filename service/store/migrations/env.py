@@ -1,11 +1,34 @@
-"""Alembic environment, driven by ``service.store.database.Database.migrate``.
+"""Alembic environment.
 
-``migrate`` hands over an open connection (in ``config.attributes["connection"]``) inside its own
-transaction, so the whole upgrade commits or rolls back as one.
+Two ways in, one upgrade:
+
+- ``Database.migrate`` (every start-up) hands over an open connection in
+  ``config.attributes["connection"]``, inside its own transaction, so the whole upgrade commits or
+  rolls back as one (on PostgreSQL under an advisory lock shared by every server);
+- the ``alembic`` command (``alembic upgrade head``, ``alembic history``, ``alembic revision -m …``
+  from the checkout, with ``alembic.ini``) gets here without one: the database is the service's own
+  (``COVERAGE_CRITERIA_DATABASE_URL``, else the default SQLite file of the data folder), opened
+  through :class:`~service.store.database.Database` so that SQLite gets the same settings as in
+  service, and migrated by the same ``migrate``.
 """
 
 from alembic import context
 
-context.configure(connection=context.config.attributes["connection"])
-with context.begin_transaction():
-    context.run_migrations()
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    from service.settings import Settings
+    from service.store.database import Database, hold_migration_lock
+
+    database = Database(Settings.from_env().database_url)
+    try:
+        with database.engine.begin() as connection:
+            hold_migration_lock(connection)
+            context.configure(connection=connection)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        database.dispose()

@@ -1,4 +1,5 @@
-"""The REST service: ``create_app`` builds it, ``serve`` runs it under uvicorn."""
+"""The composition root: ``create_app`` mounts every face (REST JSON, CDS Hooks, the review page)
+and renders their errors; ``serve`` runs it under uvicorn. Nothing imports this but the CLI."""
 
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 from service.store.keys import ROLES
-from service.api.middleware import (
+from service.web.middleware import (
     AccessLogMiddleware,
     BodySizeLimitMiddleware,
     NoStoreMiddleware,
     make_logs_safe,
 )
-from service.api.ratelimit import RateLimiter
+from service.web.media import media_type
+from service.web.ratelimit import RateLimiter
 from service.api.routers import evaluations, health, policies
 from service.cds import routes as cds
 from service.review import notes as review_notes, pages as review_pages
@@ -120,7 +122,7 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     app.state.database.dispose()
     # Each worker process builds its own app, and so its own engine and engine lock.
     config = uvicorn.Config(
-        "service.api.app:create_app", factory=True, workers=workers, host=host, port=port, **uvicorn_options()
+        "service.app:create_app", factory=True, workers=workers, host=host, port=port, **uvicorn_options()
     )
     Multiprocess(config, sockets=[tcp_listener(config)]).run()
 
@@ -136,7 +138,7 @@ def tcp_listener(config: uvicorn.Config) -> socket.socket:
 
 def uvicorn_options() -> dict[str, Any]:
     """How ``serve`` runs uvicorn: no uvicorn access log, since it would print query strings
-    (``external_id``); the service's own access log (service.api.middleware) takes its place.
+    (``external_id``); the service's own access log (service.web.middleware) takes its place.
     uvloop runs the event loop where installed (uvicorn's standard extras; about a third less CPU per request
     outside our code); the HTTP parser stays h11, since httptools answers 400 by itself, with no
     access line, to a header holding a control character, where the service names the field in
@@ -147,7 +149,7 @@ def uvicorn_options() -> dict[str, Any]:
 def _client_error(request: Request, error: InvalidInput) -> JSONResponse:
     """A 422, in the language of the request: an OperationOutcome to a FHIR request (whatever
     part of it was wrong, a header included), the JSON error body to any other."""
-    if evaluations.media_type(request.headers.get("content-type")) == FHIR_JSON:
+    if media_type(request.headers.get("content-type")) == FHIR_JSON:
         return JSONResponse(OperationOutcomeError.from_invalid_input(error).to_resource(), status_code=422,
                             media_type=FHIR_JSON)
     return JSONResponse(error.to_dict(), status_code=422)
@@ -221,7 +223,7 @@ def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     # Every record that reaches serve's handlers comes out printable, from whatever logger.
-    config["filters"] = {"printable": {"()": "service.api.middleware.SafeLogRecords"}}
+    config["filters"] = {"printable": {"()": "service.web.middleware.SafeLogRecords"}}
     for handler in config["handlers"].values():
         handler["filters"] = ["printable"]
     return config

@@ -7,34 +7,23 @@ by the FHIRPath of the element it was read from, not by its case path alone.
 from __future__ import annotations
 
 import datetime
-import json
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from service.engine.evaluation import Evaluator
 from service.errors import InvalidInput
 from service.fhir.intake import BundleCase, case_from_bundle
-from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
+from service.fhir.outcome import OperationOutcomeError
 
 
-def fhir_response(resource: dict[str, Any], status: int = 200) -> Any:
-    from fastapi import Response
-
-    return Response(json.dumps(resource, ensure_ascii=False), status_code=status, media_type=FHIR_JSON,
-                    headers={"Cache-Control": "no-store"})
-
-
-def dictionary_of(evaluator: Any) -> Any:
-    return evaluator.dictionary
-
-
-def read_bundle(evaluator: Any, bundle: Any, *, external_id: str | None = None, policy: str | None = None,
+def read_bundle(evaluator: Evaluator, bundle: Any, *, external_id: str | None = None, policy: str | None = None,
                 service_date: str | None = None, today: datetime.date | None = None,
                 base: dict[str, Any] | None = None) -> BundleCase:
-    return case_from_bundle(bundle, dictionary_of(evaluator), external_id=external_id, policy=policy,
+    return case_from_bundle(bundle, evaluator.dictionary, external_id=external_id, policy=policy,
                             service_date=service_date, today=today, base=base)
 
 
-def evaluate_bundle(evaluator: Any, bundle: Any, **query: Any) -> tuple[BundleCase, dict[str, Any]]:
+def evaluate_bundle(evaluator: Evaluator, bundle: Any, **query: Any) -> tuple[BundleCase, dict[str, Any]]:
     """The case a Bundle documents, and its result (evidence read from FHIR cites its resource)."""
     read = read_bundle(evaluator, bundle, **query)
     with outcome_errors(read):

@@ -13,13 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from service.policy.logic import OPERATORS, AnyOf, Comparison, Expr, Not
 from service.policy.rules import (
-    OPERATORS,
-    AllOf,
-    AnyOf,
-    Comparison,
-    Expr,
-    Not,
     PolicyVersion,
     Rule,
     RuleError,

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Connection
 from service.engine.evaluation import Evaluator
 from service.errors import InvalidInput
 from service.policy.rules import Catalog, PolicyVersion
-from service.store.database import Database, Evaluation
+from service.store.database import Database
+from service.store.tables import Evaluation
 
 BATCH = 250  # rows per batch read from the database and handed to a worker
 # glibc keeps the heap that the ~20 kB stored results of a batch leave free: without handing it

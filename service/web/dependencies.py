@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader
 
 from service.engine.evaluation import Evaluator
 from service.store.keys import KeyRecord, authenticate
-from service.api.ratelimit import RateLimiter
+from service.web.ratelimit import RateLimiter
 from service.store.database import Database
 
 api_key_header = APIKeyHeader(
@@ -64,6 +64,6 @@ def require_role(role: str):
 
 
 # The role doubles as the OpenAPI security requirement's scope (OpenAPI 3.1 allows role names
-# there for API keys); service.api.app also copies it into each operation's text.
+# there for API keys); service.app also copies it into each operation's text.
 IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
 ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]
