@@ -26,7 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-import service.store.database as database_module
+import service.store.evaluations as stored_evaluations
 from service.app import create_app
 from service.web.middleware import SafeLogRecords, make_logs_safe, printable
 from service.errors import MAX_LISTED_ERRORS, InvalidInput
@@ -379,7 +379,7 @@ def test_results_come_a_page_at_a_time_newest_first(client, intake_key, reviewer
 
 def test_paging_is_stable_when_results_share_a_timestamp(client, intake_key, reviewer_key, full_case, monkeypatch):
     moment = datetime.datetime(2026, 11, 22, 3, 0, tzinfo=datetime.UTC)
-    monkeypatch.setattr(database_module, "utc_now", lambda: moment)
+    monkeypatch.setattr(stored_evaluations, "utc_now", lambda: moment)
     ids = [post(client, intake_key, full_case).json()["evaluation_id"] for _ in range(5)]
 
     pages = all_pages(client, reviewer_key, full_case["external_id"], 2)
