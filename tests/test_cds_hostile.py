@@ -238,6 +238,30 @@ def test_f5_a_150_mib_ehr_answer_is_cut_off_without_holding_it(cds, ehr):
     assert peak < 100 * 1024 * 1024, peak
 
 
+def test_f5_all_ehr_answers_of_one_call_together_are_capped(cds, ehr):
+    """Every search answers 1.9 MiB a page (under the cap for one answer) and the Observations
+    have a second page: past 8 MiB for the call the rest is cut, and said."""
+    def padded(link: str | None = None) -> bytes:
+        bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [], "padding": "x" * int(1.9 * 1024 * 1024)}
+        if link:
+            bundle["link"] = [{"relation": "next", "url": link}]
+        return json.dumps(bundle).encode()
+
+    def answer(path: str):
+        if path.startswith("/fhir/Observation?") and "_page=2" not in path:
+            return 200, {}, [padded(f"{ehr.url}/Observation?patient=123&_page=2")]
+        if any(path.startswith(f"/fhir/{kind}?") for kind in ("Observation", "Condition", "Procedure",
+                                                               "QuestionnaireResponse")):
+            return 200, {}, [padded()]
+        return None
+
+    ehr.raw = answer
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE)}
+    text = reason_of(hook(cds, call(ehr.url, prefetch=prefetch)))
+    assert "observations: pages after the first, over the 8 MiB one call reads" in text
+    assert sum("_page=2" in path for path, _ in ehr.requests) == 1
+
+
 def test_f5_a_declared_length_over_the_cap_is_not_read_at_all(cds, ehr):
     ehr.raw = lambda path: (200, {"Content-Length": str(150 * 1024 * 1024)}, [b"{}"]) if "Procedure" in path else None
     assert "procedures: the EHR's answer was over 2 MiB" in reason_of(hook(cds, call(ehr.url)))

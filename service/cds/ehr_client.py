@@ -52,7 +52,12 @@ class EhrRefused(EhrUnavailable):
 
 
 class _TooLarge(Exception):
-    pass
+    """An answer over the limit: ``limit`` bytes, the smaller of one answer's and what the call had left."""
+
+    def __init__(self, limit: int):
+        super().__init__(limit)
+        self.what = (f"over {_mib(MAX_ANSWER_BYTES)}" if limit >= MAX_ANSWER_BYTES
+                     else f"over the {_mib(MAX_READ_BYTES)} one call reads")
 
 
 @dataclass
@@ -62,7 +67,7 @@ class Reading:
 
     answers: dict[str, Any] = field(default_factory=dict)
     not_read: list[str] = field(default_factory=list)
-    bytes_left: int = MAX_READ_BYTES
+    bytes_left: int = MAX_READ_BYTES  # of all reads of the call, counted as the bytes arrive
 
 
 @functools.cache
@@ -118,8 +123,8 @@ async def _read(client: httpx.AsyncClient, key: str, url: str, headers: dict[str
         return None
     try:
         first = await _get(client, url, headers, deadline, reading)
-    except _TooLarge:
-        reading.not_read.append(f"{key}: the EHR's answer was over {_mib(MAX_ANSWER_BYTES)}")
+    except _TooLarge as error:
+        reading.not_read.append(f"{key}: the EHR's answer was {error.what}")
         return None
     if not (isinstance(first, dict) and first.get("resourceType") == "Bundle"):
         return first
@@ -140,8 +145,8 @@ async def _read(client: httpx.AsyncClient, key: str, url: str, headers: dict[str
             break
         try:
             page = await _get(client, following, headers, deadline, reading)
-        except _TooLarge:
-            reading.not_read.append(f"{key}: pages after the {_ordinal(pages)}, over {_mib(MAX_ANSWER_BYTES)}")
+        except _TooLarge as error:
+            reading.not_read.append(f"{key}: pages after the {_ordinal(pages)}, {error.what}")
             break
         if not isinstance(page, dict) or not isinstance(page.get("entry", []), list):
             break
@@ -173,17 +178,18 @@ async def _get(client: httpx.AsyncClient, url: str, headers: dict[str, str], dea
             return None
         if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
             raise EhrUnavailable("the EHR's FHIR server sent a compressed answer (identity was asked for)")
-        limit = min(MAX_ANSWER_BYTES, reading.bytes_left)
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _TooLarge
+        if declared.isdigit() and int(declared) > min(MAX_ANSWER_BYTES, reading.bytes_left):
+            raise _TooLarge(min(MAX_ANSWER_BYTES, reading.bytes_left))
         chunks, size = [], 0
-        async for chunk in response.aiter_raw(_CHUNK):
+        async for chunk in response.aiter_raw(_CHUNK):  # the reads of a call run side by side: count as read
             size += len(chunk)
-            if size > limit:
-                raise _TooLarge
+            reading.bytes_left -= len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise _TooLarge(MAX_ANSWER_BYTES)
+            if reading.bytes_left < 0:
+                raise _TooLarge(0)
             chunks.append(chunk)
-    reading.bytes_left -= size
     try:
         return loads(b"".join(chunks))
     except Unreadable as error:

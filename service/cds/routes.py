@@ -107,6 +107,7 @@ async def cds_client(
         raise HTTPException(401, detail=str(refusal), headers={"WWW-Authenticate": "Bearer"}) from None
     request.state.key_id = key_id
     request.state.cds_client = config.clients.clients[claims["iss"]]
+    request.state.organization = request.state.cds_client.organization  # the submitter (contract "Organizations")
     return key_id
 
 
