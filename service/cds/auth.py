@@ -57,8 +57,9 @@ class Client:
 
 class ClientRegistry:
     """The trusted CDS clients, read once from ``{"clients": [{"iss": …, "jwks": {"keys": […]},
-    "fhirServers": [URL prefix, …]}]}`` (``fhirServers`` optional: where the service may follow the
-    client's ``fhirServer``)."""
+    "fhirServers": [base URL, …], "organization": …}]}``: ``fhirServers`` are where the service may
+    read with the client's token (none listed: nowhere; service.cds.fhir_servers), ``organization``
+    whom it submits for (default: its ``iss``)."""
 
     def __init__(self, clients: dict[str, Client]):  # by issuer
         self.clients = clients
