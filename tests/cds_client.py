@@ -8,9 +8,11 @@ import copy
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,11 +68,13 @@ def unsigned_token(claims: dict[str, Any], header: dict[str, Any], secret: bytes
     return f"{signing_input}.{b64(signature)}"
 
 
-def clients_file(path: Path, *signers: Signer, fhir_servers: list[str] | None = None) -> Path:
+def clients_file(path: Path, *signers: Signer, fhir_servers: list[str] | None = None,
+                 organization: str | None = None) -> Path:
     by_issuer: dict[str, list[dict[str, Any]]] = {}
     for signer in signers:
         by_issuer.setdefault(signer.issuer, []).append(signer.jwk)
-    clients = [{"iss": iss, "jwks": {"keys": keys}, **({"fhirServers": fhir_servers} if fhir_servers else {})}
+    clients = [{"iss": iss, "jwks": {"keys": keys}, **({"fhirServers": fhir_servers} if fhir_servers else {}),
+                **({"organization": organization} if organization else {})}
                for iss, keys in by_issuer.items()]
     path.write_text(json.dumps({"clients": clients}), encoding="utf-8")
     return path
@@ -114,14 +118,24 @@ def searchset(*resources: dict[str, Any]) -> dict[str, Any]:
             "entry": [{"resource": r} for r in resources]}
 
 
-class FhirServer:
-    """A real HTTP server in a thread answering FHIR reads and searches from ``resources`` (by
-    type), requiring ``token``; ``delay`` slows every answer, ``status`` overrides it."""
+def dead_url(path: str = "/fhir") -> str:
+    """A loopback URL nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    return f"http://127.0.0.1:{port}{path}"
 
-    def __init__(self, resources: list[dict[str, Any]], token: str = "ehr-token"):
-        self.resources, self.token = resources, token
+
+class FhirServer:
+    """A real HTTP server in a thread answering FHIR reads and searches under ``base_path`` from
+    ``resources`` (by type), requiring ``token``; ``delay`` slows every answer, ``status``
+    overrides it, ``raw`` (path -> (status, headers, chunks of bytes) or None) answers as it likes."""
+
+    def __init__(self, resources: list[dict[str, Any]], token: str = "ehr-token", base_path: str = "/fhir"):
+        self.resources, self.token, self.base_path = resources, token, base_path
         self.delay, self.status = 0.0, None
         self.page_size: int | None = None  # searches answer in pages linked by "next"
+        self.raw: Callable[[str], tuple[int, dict[str, str], Iterable[bytes]] | None] | None = None
         self.requests: list[tuple[str, str | None]] = []
         outer = self
 
@@ -131,20 +145,30 @@ class FhirServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 outer.requests.append((self.path, self.headers.get("Authorization")))
                 time.sleep(outer.delay)
-                status, body = outer.answer(self.path, self.headers.get("Authorization"))
-                data = json.dumps(body).encode()
+                raw = outer.raw(self.path) if outer.raw is not None else None
+                if raw is None:
+                    status, body = outer.answer(self.path, self.headers.get("Authorization"))
+                    data = json.dumps(body).encode()
+                    raw = status, {"Content-Length": str(len(data))}, [data]
+                status, headers, chunks = raw
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):  # the service stopped reading: as it should
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = self.origin + base_path
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
@@ -153,7 +177,7 @@ class FhirServer:
         if authorization != f"Bearer {self.token}":
             return 401, {"resourceType": "OperationOutcome", "issue": []}
         parts = urlsplit(path)
-        segments = parts.path.removeprefix("/fhir/").split("/")
+        segments = parts.path.removeprefix(self.base_path + "/").split("/")
         of_type = [r for r in self.resources if r["resourceType"] == segments[0]]
         if len(segments) == 2:
             found = [r for r in of_type if r.get("id") == segments[1]]

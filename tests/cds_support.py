@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_client import PUBLIC_URL, SIGN, Signer, clients_file
 from conftest import FULL_CASE
-from crd_invariants import INVARIANTS, coverage_informations, values, violations
+from crd_invariants import answered_versions, coverage_informations, values, violations
 from fhir_support import response
 from service.app import create_app
 from service.settings import Settings
@@ -56,10 +57,24 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-def cds(database, evaluator, tmp_path, signer) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
-                        public_url=PUBLIC_URL, cds_clients_file=clients_file(tmp_path / "clients.json", signer))
-    with TestClient(create_app(settings, evaluator)) as client:
+def fhir_servers() -> list[str]:
+    """The FHIR servers registered for the test client (a module overrides this to read an EHR)."""
+    return []
+
+
+@pytest.fixture
+def cds(database, evaluator, tmp_path, signer, fhir_servers) -> Iterator[TestClient]:
+    with cds_service(database, evaluator, tmp_path, signer, fhir_servers) as client:
+        yield client
+
+
+@contextmanager
+def cds_service(database, evaluator, tmp_path, signer, fhir_servers: list[str], **settings: Any) -> Iterator[TestClient]:
+    """The real app with ``signer`` as its one trusted client, reading from ``fhir_servers``."""
+    configured = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
+                          public_url=PUBLIC_URL, **settings,
+                          cds_clients_file=clients_file(tmp_path / "clients.json", signer, fhir_servers=fhir_servers))
+    with TestClient(create_app(configured, evaluator)) as client:
         client.signer = signer
         yield client
 
@@ -70,23 +85,33 @@ def hook(cds: TestClient, body: dict, service: str = SIGN):
 
 
 def actions_of(answer) -> list[dict]:
+    """The system actions of a 200 answer with no cards (every answer carries systemActions)."""
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["cards"] == []
-    return body.get("systemActions", [])
+    return body["systemActions"]
 
 
-def check_action(action: dict, draft: dict) -> dict:
-    """One coverage-information update: R4-valid, the draft plus one extension, every CRD
-    invariant kept, never a decision. Returns the extension."""
+def version_of(body: dict) -> str:
+    """The CRD version a request asks for (none: the service answers in 2.1's shape)."""
+    return (body.get("extension") or {}).get("davinci-crd.requestedVersion") or "2.1"
+
+
+def check_action(action: dict, draft: dict, version: str = "2.1") -> dict:
+    """One coverage-information update: R4-valid, the draft plus one extension (replacing one for
+    the same Coverage), the rules and invariants of the CRD versions the answer is for (2.0.1 and
+    2.1 unless 2.2 was asked for), never a decision. Returns the extension."""
     assert action["type"] == "update"
     updated = action["resource"]
     R4_MODELS[updated["resourceType"]].model_validate(updated)
     assert {k: v for k, v in updated.items() if k != "extension"} == {k: v for k, v in draft.items() if k != "extension"}
-    assert updated["extension"][:-1] == draft.get("extension", [])
-    [information] = coverage_informations(updated)
-    for version in INVARIANTS:
-        assert violations(information, version) == [], version
+    information = updated["extension"][-1]
+    [coverage] = values(information, "coverage")
+    kept = [e for e in draft.get("extension", []) if e not in coverage_informations(draft)
+            or values(e, "coverage") != [coverage]]
+    assert updated["extension"] == [*kept, information]
+    for checked in answered_versions(version):
+        assert violations(information, checked) == [], (checked, violations(information, checked))
     codes = {v for url in ("covered", "pa-needed", "doc-needed") for v in values(information, url)}
     assert not codes & FORBIDDEN
     return information

@@ -54,7 +54,7 @@ def test_a_token_signed_by_a_trusted_client_is_admitted(cds, rsa_signer, ec_sign
     signer = rsa_signer if algorithm == "RS384" else ec_signer
     response = call(cds, signer.token(PATH))
     assert response.status_code == 200, response.text
-    assert response.json() == {"cards": []}
+    assert response.json() == {"cards": [], "systemActions": []}
 
 
 def test_no_token_is_refused(cds):

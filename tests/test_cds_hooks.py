@@ -14,8 +14,9 @@ import yaml
 
 from cds_client import CPT, POLICY, PUBLIC_URL, SELECT, SIGN, reactiv8_order, searchset, with_order
 from cds_support import (ALL_MET, COVERAGE, PATIENT, dtr, ROOT, actions_of, cds, check_action, example, hook,  # noqa: F401
-                         outcome_of, signer)
-from crd_invariants import coverage_informations, values, violations
+                         fhir_servers, outcome_of, signer, version_of)
+from crd_invariants import assertion_ids_consistent, coverage_informations, values, violations
+from service.cds.coverage_information import CRD_TEMP
 from service.cds.discovery import services
 from service.policy.rules import RuleError, load_catalog
 from service.store.evaluations import get_evaluation_result, list_evaluation_results
@@ -99,7 +100,7 @@ REAL_REQUESTS = [
 @pytest.mark.parametrize("name, service", REAL_REQUESTS)
 def test_real_requests_without_an_order_of_the_policy_get_no_answer_and_store_nothing(cds, database, name, service):
     request = example(name)
-    assert actions_of(hook(cds, request, service)) == []
+    assert hook(cds, request, service).json() == {"cards": [], "systemActions": []}
     assert list_evaluation_results(database, request["hookInstance"]).results == []
 
 
@@ -109,7 +110,7 @@ def test_real_requests_with_a_reactiv8_order_get_coverage_information(cds, datab
     order = reactiv8_order()
     request = with_order(example(name), order)
     [action] = actions_of(hook(cds, request))
-    information = check_action(action, order)
+    information = check_action(action, order, version_of(request))
     assert values(information, "coverage") == [{"reference": "Coverage/COV1"}]
     assert values(information, "covered") == ["conditional"]
     assert values(information, "pa-needed") == ["conditional"]
@@ -213,11 +214,50 @@ def test_order_select_answers_only_for_selected_orders(cds):
     assert [a["resource"]["id"] for a in actions_of(hook(cds, body, SELECT))] == ["r8-b"]
 
 
-def test_an_existing_coverage_information_for_the_same_coverage_is_replaced(cds):
+def test_signing_again_an_order_that_carries_its_coverage_information_gets_no_update(cds, database):
+    """CRD resp-35: no update unless something changed (issue 17, 6); nothing is stored either."""
     order = reactiv8_order()
     first = actions_of(hook(cds, minimal_request(order)))[0]["resource"]
-    second = actions_of(hook(cds, minimal_request(first)))[0]["resource"]
-    assert len(coverage_informations(second)) == 1
+    again = minimal_request(first)
+    answer = hook(cds, again)
+    assert answer.json() == {"cards": [], "systemActions": []}
+    assert list_evaluation_results(database, again["hookInstance"]).results == []
+
+
+def test_coverage_information_that_changed_replaces_the_one_the_order_carries(cds):
+    first = actions_of(hook(cds, minimal_request(reactiv8_order())))[0]["resource"]
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE),
+                "questionnaireResponses": searchset(dtr(ALL_MET, day="2026-11-20"))}
+    [action] = actions_of(hook(cds, minimal_request(first, prefetch=prefetch)))
+    information = check_action(action, first)
+    assert "13 of 13" in values(information, "reason")[0]["text"]
+    assert len(coverage_informations(action["resource"])) == 1
+
+
+def test_coverage_information_for_another_coverage_is_kept_beside_the_new_one(cds):
+    first = actions_of(hook(cds, minimal_request(reactiv8_order())))[0]["resource"]
+    other = copy.deepcopy(first)
+    for part in other["extension"][0]["extension"]:
+        if part["url"] == "coverage":
+            part["valueReference"] = {"reference": "Coverage/other-plan"}
+        if part["url"] == "coverage-assertion-id":
+            part["valueString"] = "other-payer-assertion"
+    [action] = actions_of(hook(cds, minimal_request(other)))
+    check_action(action, other)
+    assert len(coverage_informations(action["resource"])) == 2
+    assert assertion_ids_consistent(action["resource"])
+
+
+def test_a_repeated_hook_instance_with_the_same_orders_stores_one_evaluation(cds, database):
+    """Issue 17, 8: the same call again (a client's retry) gets the same answer, nothing new stored."""
+    body = minimal_request(reactiv8_order())
+    first, second = actions_of(hook(cds, body)), actions_of(hook(cds, body))
+    assert first == second
+    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 1
+    # Another order under the same hookInstance is another evaluation.
+    body["context"]["draftOrders"]["entry"].append({"resource": reactiv8_order("r8-second")})
+    assert len(actions_of(hook(cds, body))) == 2
+    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 2
 
 
 def test_a_client_that_turns_coverage_information_off_gets_none(cds, database):
@@ -232,16 +272,59 @@ def test_the_wrong_hook_is_refused(cds):
     assert outcome["issue"][0]["expression"] == ["hook"]
 
 
-@pytest.mark.parametrize("coverages", [[], [COVERAGE, {**COVERAGE, "id": "cov-2"}]])
-def test_exactly_one_coverage_is_needed(cds, database, coverages):
-    body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": searchset(*coverages)})
+@pytest.mark.parametrize("coverage", [None, searchset()], ids=["null", "empty"])
+def test_no_coverage_is_no_coverage_information_and_no_error(cds, database, coverage):
+    """Issue 17, 2: missing business data is not an HTTP error (CRD 2.2 found-32)."""
+    body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": coverage})
+    answer = hook(cds, body)
+    assert answer.status_code == 200 and answer.json() == {"cards": [], "systemActions": []}
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
+
+
+def test_of_several_coverages_the_one_the_order_names_is_used(cds, database):
+    second = {**COVERAGE, "id": "cov-2"}
+    prefetch = {"patient": PATIENT, "coverage": searchset(COVERAGE, second)}
+    body = minimal_request(reactiv8_order(), prefetch=prefetch)
     outcome = outcome_of(hook(cds, body), 400)
+    assert outcome["issue"][0]["expression"] == ["prefetch.coverage"]
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    order = reactiv8_order(insurance=[{"reference": "Coverage/cov-2"}])
+    [action] = actions_of(hook(cds, minimal_request(order, prefetch=prefetch)))
+    assert values(check_action(action, order), "coverage") == [{"reference": "Coverage/cov-2"}]
+
+
+def test_no_coverage_and_no_way_to_read_one_is_412(cds, database):
+    """Issue 17, 1: CDS Hooks' 412 when required data can be neither prefetched nor read."""
+    body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT})
+    outcome = outcome_of(hook(cds, body), 412)
     assert outcome["issue"][0]["expression"] == ["prefetch.coverage"]
     assert list_evaluation_results(database, body["hookInstance"]).results == []
 
 
-def test_no_coverage_and_no_way_to_read_one_is_refused(cds):
-    outcome_of(hook(cds, minimal_request(reactiv8_order(), prefetch={"patient": PATIENT})), 400)
+@pytest.mark.parametrize("requested", ["1.1", "3.0", "2", "2.2.x", 2.2, ["2.2"], ""])
+def test_a_crd_version_the_service_does_not_offer_is_an_error(cds, database, requested):
+    """Issue 17, 4: CRD 2.2 says an unsupported requestedVersion SHALL get an error, not an answer."""
+    body = minimal_request(reactiv8_order(), extension={"davinci-crd.requestedVersion": requested})
+    outcome = outcome_of(hook(cds, body), 422)
+    assert outcome["issue"][0]["expression"] == ["extension.davinci-crd.requestedVersion"]
+    assert outcome["issue"][0]["code"] == "not-supported"
+    assert list_evaluation_results(database, body["hookInstance"]).results == []
+
+
+@pytest.mark.parametrize("requested, category", [("2.2", True), ("2.2.1", True), ("2.1", False), ("2.0", False),
+                                                 (None, False)])
+def test_the_answer_has_the_shape_of_the_crd_version_asked_for(cds, requested, category):
+    """Issue 17, 5: info-needed = OTH comes with a detail saying what is needed; CRD 2.2 wants a
+    category in it, which 2.0.1 and 2.1 do not define."""
+    extension = {} if requested is None else {"extension": {"davinci-crd.requestedVersion": requested}}
+    order = reactiv8_order()
+    [action] = actions_of(hook(cds, minimal_request(order, **extension)))
+    information = check_action(action, order, requested or "2.1")
+    [detail] = [p for p in information["extension"] if p["url"] == "detail"]
+    inner = {p["url"]: p for p in detail["extension"]}
+    assert ("category" in inner) is category
+    assert inner["code"]["valueCodeableConcept"]["coding"] == [{"system": CRD_TEMP, "code": "instructions"}]
+    assert "questionnaire" in inner["value"]["valueString"]
 
 
 @pytest.mark.parametrize("mutate, where", [
@@ -270,7 +353,7 @@ def test_a_body_that_is_not_readable_json_is_refused(cds, content, where):
 
 def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, database):
     bad = {"resourceType": "QuestionnaireResponse", "id": "qr-bad", "status": "completed",
-           "item": [{"linkId": "low_back_pain", "item": [{"linkId": "low_back_pain.nrs",
+           "subject": {"reference": "Patient/123"}, "item": [{"linkId": "low_back_pain", "item": [{"linkId": "low_back_pain.nrs",
                                                           "answer": [{"valueInteger": 15}]}]}]}
     body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": searchset(COVERAGE),
                                                        "questionnaireResponses": searchset(bad)})

@@ -1,81 +1,44 @@
 """One CDS Hooks call (``order-sign`` or ``order-select``), from request to answer.
 
 Find the draft orders the service's policy answers for; no such order, no answer (``{"cards":
-[]}``). Otherwise take the one Coverage, gather the clinical resources from prefetch and read
-what prefetch lacks from the EHR's FHIR server, map them to a case, evaluate and store it (its
-``external_id`` is the ``hookInstance``) and answer with a coverage-information update of each
-order. Errors a client can fix are 400 with an OperationOutcome.
+[], "systemActions": []}``). Otherwise gather the patient's Coverage and clinical resources from
+prefetch, read what prefetch lacks from the EHR's FHIR server, map them to a case, evaluate and
+store it (its ``external_id`` is the ``hookInstance``) and answer with a coverage-information
+update of each order. The whole call keeps CDS Hooks' 5-second budget: the EHR is read until one
+second before it ends, and no order is begun in its last moments. What a limit left out (orders
+over :data:`~service.cds.request.MAX_ORDERS`, resources over the caps, orders left for want of
+time) is said in the answer. Errors a client can fix are 4xx with an OperationOutcome.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from service.cds import coverage_information as ci
 from service.cds.auth import Client
 from service.cds.discovery import Service
-from service.cds.ehr_client import EhrUnavailable, fill, read_missing
-from service.errors import InvalidInput, field_path
+from service.cds.ehr_client import MAX_ENTRIES, EhrUnavailable, fill, read_missing
+from service.cds.request import (MAX_ORDERS, HookError, HookRequest, answer_version, check_one_patient,
+                                 coverage_info_wanted, matching_orders, resources_of, service_date)
+from service.errors import InvalidInput
 from service.fhir.intake import FhirCase
-from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
+from service.fhir.outcome import Issue, OperationOutcomeError
+from service.store.idempotency import IdempotencyClaim
 
 BUDGET_SECONDS = 5.0
 # Time kept back from the budget for mapping, evaluating, storing and answering.
 ANSWER_RESERVE_SECONDS = 1.0
-ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
+# No order's evaluation is begun later than this before the budget ends.
+FINISH_MARGIN_SECONDS = 0.3
 CLINICAL_KEYS = ("patient", "observations", "conditions", "procedures", "questionnaireResponses")
-
-
-class HookError(Exception):
-    """A call that cannot be answered as asked: ``status`` and an OperationOutcome."""
-
-    def __init__(self, status: int, issues: list[Issue]):
-        super().__init__("; ".join(issue.diagnostics for issue in issues))
-        self.status = status
-        self.outcome = operation_outcome(issues)
-
-    @classmethod
-    def one(cls, status: int, message: str, expression: str | None = None, code: str = "invalid") -> HookError:
-        return cls(status, [Issue(code, message, expression)])
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class FhirAuthorization(_Request):
-    access_token: str = Field(min_length=1)
-    token_type: str = "Bearer"
-
-
-class Context(_Request):
-    patientId: str = Field(min_length=1, max_length=64)
-    draftOrders: dict[str, Any]
-    selections: list[str] | None = None
-
-
-class HookRequest(_Request):
-    hook: str
-    hookInstance: str = Field(min_length=1, max_length=128)
-    fhirServer: str | None = None
-    fhirAuthorization: FhirAuthorization | None = None
-    context: Context
-    prefetch: dict[str, Any] | None = None
-    extension: dict[str, Any] | None = None
-
-
-def parse_request(body: Any) -> HookRequest:
-    try:
-        return HookRequest.model_validate(body)
-    except ValidationError as error:
-        raise HookError(400, [Issue("structure", e["msg"], field_path(e["loc"]))
-                              for e in error.errors(include_url=False, include_input=False)]) from None
+SOURCE_LABEL = "Coverage criteria check (criteria only, not a coverage decision)"
 
 
 @dataclass
@@ -84,168 +47,198 @@ class Answer:
     body: dict[str, Any]
 
 
-NO_ANSWER = {"cards": []}
-
-
-def requested_version(request: HookRequest) -> tuple[int, ...]:
-    raw = (request.extension or {}).get("davinci-crd.requestedVersion")
-    try:
-        return tuple(int(part) for part in str(raw).split(".")[:2])
-    except ValueError:
-        return ()
-
-
-def matching_orders(request: HookRequest, service: Service) -> list[dict[str, Any]]:
-    """The draft ServiceRequests and DeviceRequests coded as the service's policy says (on
-    order-select: only those selected)."""
-    bundle = request.context.draftOrders
-    if bundle.get("resourceType") != "Bundle" or not isinstance(bundle.get("entry", []), list):
-        raise HookError.one(400, "draftOrders must be a Bundle of orders.", "context.draftOrders")
-    selected = set(request.context.selections or []) if request.hook == "order-select" else None
-    wanted = {(o.system, o.code) for o in service.orders}
-    found = []
-    for entry in bundle.get("entry", []):
-        order = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(order, dict) or order.get("resourceType") not in ORDER_TYPES:
-            continue
-        if order.get("status") != "draft":
-            continue
-        if selected is not None and f"{order['resourceType']}/{order.get('id')}" not in selected:
-            continue
-        concept = order.get("code") if order["resourceType"] == "ServiceRequest" else order.get("codeCodeableConcept")
-        codings = concept.get("coding") if isinstance(concept, dict) else None
-        if any(isinstance(c, dict) and (c.get("system"), c.get("code")) in wanted for c in codings or []):
-            found.append(order)
-    return found
-
-
-def resources_of(value: Any, resource_type: str | None = None) -> list[dict[str, Any]]:
-    """The resources a prefetch value holds: itself, or a Bundle's entries (OperationOutcomes,
-    which a client may send for a failed prefetch, are not data)."""
-    if not isinstance(value, dict):
-        return []
-    if value.get("resourceType") == "Bundle":
-        found = [e.get("resource") for e in value.get("entry") or [] if isinstance(e, dict)]
-    else:
-        found = [value]
-    return [r for r in found if isinstance(r, dict) and r.get("resourceType") not in (None, "OperationOutcome")
-            and (resource_type is None or r["resourceType"] == resource_type)]
-
-
-def service_date(order: dict[str, Any], today: datetime.date) -> datetime.date:
-    """The order's occurrence date, else today."""
-    period = order.get("occurrencePeriod") if isinstance(order.get("occurrencePeriod"), dict) else {}
-    for raw in (order.get("occurrenceDateTime"), period.get("start")):
-        if isinstance(raw, str) and len(raw) >= 10:
-            try:
-                return datetime.date.fromisoformat(raw[:10])
-            except ValueError:
-                pass
-    return today
-
-
 @dataclass
 class HookContext:
-    """What a call needs from the service around it."""
+    """What a call needs from the service around it (blocking callables run by ``run_sync``)."""
 
     public_url: str
     client: Client  # who calls: where its FHIR server may be
-    # (payload, key id, provenance) -> (evaluation id, result), stored; runs in a worker thread
-    evaluate_and_store: Callable[..., Any]
+    key_id: str  # its api_keys id, under which evaluations are stored
+    started: float  # time.monotonic() when the call arrived: the budget counts from here
+    # (payload, provenance) -> result, not stored
+    evaluate: Callable[..., dict[str, Any]]
+    # (payload, provenance, claim) -> result, stored under the claim; None when another call stored first
+    evaluate_and_store: Callable[..., dict[str, Any] | None]
+    # claim -> the result stored under it earlier, if any
+    previous: Callable[[IdempotencyClaim], dict[str, Any] | None]
     # (resources, service date) -> the case they document (service.fhir.intake.FhirCase)
     map_case: Callable[[list[dict[str, Any]], datetime.date], FhirCase]
-    run_sync: Callable[..., Any]  # awaits a blocking call in a worker thread
+    run_sync: Callable[..., Awaitable[Any]]
 
 
-async def answer(request: HookRequest, service: Service, key_id: str, hc: HookContext) -> Answer:
-    started = time.monotonic()
+async def answer(request: HookRequest, service: Service, hc: HookContext) -> Answer:
     if request.hook != service.hook:
         raise HookError.one(400, f"Service {service.id} answers the {service.hook} hook, not {request.hook!r}.", "hook")
-    configuration = (request.extension or {}).get("davinci-crd.configuration") or {}
-    if isinstance(configuration, dict) and configuration.get("coverage-info") is False:
-        return Answer(200, dict(NO_ANSWER))
+    version = answer_version(request)
+    body: dict[str, Any] = {"cards": [], "systemActions": []}  # systemActions always: the Inferno kit requires it
+    if not coverage_info_wanted(request):
+        return Answer(200, body)
     orders = matching_orders(request, service)
     if not orders:
-        return Answer(200, dict(NO_ANSWER))
+        return Answer(200, body)
+    patient_id = request.context.patientId
+    orders, unchecked = orders[:MAX_ORDERS], orders[MAX_ORDERS:]
+    check_one_patient(orders, patient_id, "context.draftOrders")
 
     prefetch = {k: v for k, v in (request.prefetch or {}).items()
                 if not (isinstance(v, dict) and v.get("resourceType") == "OperationOutcome")}
-    failure: EhrUnavailable | None = None
-    missing = {key: fill(template, request.context.patientId)
-               for key, template in service.prefetch.items() if key not in prefetch}
-    if missing and request.fhirServer and request.fhirAuthorization:
-        if not hc.client.may_read(request.fhirServer):
-            raise HookError.one(400, "fhirServer is not a FHIR server registered for this client.", "fhirServer")
-        try:
-            prefetch.update(await read_missing(
-                request.fhirServer, request.fhirAuthorization.access_token, missing,
-                started + BUDGET_SECONDS - ANSWER_RESERVE_SECONDS,
-            ))
-        except EhrUnavailable as error:
-            failure = error
-
-    coverages = resources_of(prefetch.get("coverage"), "Coverage")
-    if failure is not None and len(coverages) != 1:
+    to_read = {key: fill(template, patient_id) for key, template in service.prefetch.items() if key not in prefetch}
+    not_read, failure = await _read(request, hc, to_read, prefetch)
+    if failure is not None and "coverage" in to_read:
         raise HookError.one(failure.status, f"Cannot read the patient's Coverage: {failure}", "fhirServer", "transient")
-    if len(coverages) != 1:
-        raise HookError.one(
-            400,
-            f"Exactly one Coverage is needed (prefetch 'coverage' or the FHIR server); found {len(coverages)}.",
-            "prefetch.coverage", "required" if not coverages else "business-rule",
-        )
-    coverage_reference = _reference(coverages[0], prefetch.get("coverage"))
+    coverages = resources_of(prefetch.get("coverage"), "Coverage")
+    planned = [(order, ref) for order in orders if (ref := _coverage_for(order, coverages, prefetch.get("coverage")))]
+    if not planned:  # no Coverage: missing business data, not an HTTP error (CRD 2.2 found-32)
+        return Answer(200, body)
     today = datetime.datetime.now(datetime.UTC).date()
 
     if failure is not None:
-        if requested_version(request) < (2, 2):
+        if version < (2, 2):
             raise HookError.one(failure.status, str(failure), "fhirServer", "transient")
-        information = ci.technical_information(coverage_reference, str(failure), str(uuid.uuid4()), today)
-        actions = [ci.update_action(order, information) for order in orders]
-        return Answer(200, {"cards": [], "systemActions": actions})
+        body["systemActions"] = [ci.update_action(order, ci.technical_information(ref, str(failure),
+                                                                                  str(uuid.uuid4()), today))
+                                 for order, ref in planned]
+        return Answer(200, body)
 
-    if any(p.get("id") != request.context.patientId for p in resources_of(prefetch.get("patient"), "Patient")):
-        raise HookError.one(400, "The Patient is not the one context.patientId names.", "prefetch.patient",
-                            "business-rule")
-    clinical = [r for key in CLINICAL_KEYS for r in resources_of(prefetch.get(key))]
-    cases = []  # every order's case is read before any is stored: a bad resource stores nothing
-    for order in orders:
+    for patient in resources_of(prefetch.get("patient"), "Patient"):
+        if patient.get("id") != patient_id:
+            raise HookError.one(400, "The Patient is not the one context.patientId names.", "prefetch.patient",
+                                "business-rule")
+    clinical = []
+    for key in CLINICAL_KEYS:
+        found = resources_of(prefetch.get(key))
+        if len(found) > MAX_ENTRIES:
+            not_read.append(f"{key}: resources after the first {MAX_ENTRIES:,} ({len(found) - MAX_ENTRIES:,} more)")
+        clinical += found[:MAX_ENTRIES]
+    check_one_patient(clinical, patient_id)
+
+    cases: dict[datetime.date, FhirCase] = {}  # every case is read before any is stored: a bad resource stores nothing
+    for order, _ in planned:
         day = service_date(order, today)
-        try:
-            read = await hc.run_sync(hc.map_case, [*clinical, order, coverages[0]], day)
-        except OperationOutcomeError as error:
-            raise HookError(400, error.issues) from None
-        cases.append((order, day, read))
-    actions = []
-    for order, day, read in cases:
-        payload = {**read.payload, "external_id": request.hookInstance, "policy": service.policy_id,
-                   "service_date": day.isoformat()}
-        try:
-            evaluation_id, result = await hc.run_sync(hc.evaluate_and_store, payload, key_id, read.provenance)
-        except InvalidInput as error:
-            if any(e["type"] == "no_policy_in_force" for e in error.errors):
-                continue
-            raise HookError(400, [
-                Issue("invalid", f"{e['field']}: {e['message']}",
-                      "hookInstance" if e["field"] == "external_id" else read.expressions.get(e["field"]))
-                for e in error.errors
-            ]) from None
-        information = ci.criteria_information(
-            result, coverage_reference,
-            ask_for_documentation=request.hook == "order-sign",
-            questionnaire_url=f"{hc.public_url}/v1/evaluations/{evaluation_id}/questionnaire",
-            today=today,
-        )
-        actions.append(ci.update_action(order, information))
-    body: dict[str, Any] = {"cards": []}
-    if actions:
-        body["systemActions"] = actions
+        if day not in cases:
+            try:
+                cases[day] = await hc.run_sync(hc.map_case, clinical, day)
+            except OperationOutcomeError as error:
+                raise HookError(400, error.issues) from None
+    for order, reference in planned:
+        if time.monotonic() > hc.started + BUDGET_SECONDS - FINISH_MARGIN_SECONDS:
+            unchecked.append(order)
+            continue
+        day = service_date(order, today)
+        action = await _order_answer(request, service, hc, order, reference, cases[day], day, version, not_read)
+        if action is not None:
+            body["systemActions"].append(action)
+    if unchecked:
+        body["cards"].append(_unchecked_card(unchecked))
     return Answer(200, body)
 
 
+async def _read(request: HookRequest, hc: HookContext, to_read: dict[str, str],
+                prefetch: dict[str, Any]) -> tuple[list[str], EhrUnavailable | None]:
+    """Read what prefetch lacks into ``prefetch``: what the limits left unread, and the failure
+    if the EHR could not be read. Without a way to read, a missing Coverage is a 412."""
+    if not to_read:
+        return [], None
+    if not (request.fhirServer and request.fhirAuthorization):
+        if "coverage" in to_read:
+            raise HookError.one(412, "The patient's Coverage was not prefetched, and the call gives no fhirServer "
+                                "with a fhirAuthorization to read it (CDS Hooks: 412).", "prefetch.coverage", "required")
+        return [], None
+    if not hc.client.may_read(request.fhirServer):
+        raise HookError.one(400, "fhirServer is not under a FHIR server registered for this client.", "fhirServer")
+    try:
+        reading = await read_missing(
+            request.fhirServer, request.fhirAuthorization.access_token, to_read,
+            hc.started + BUDGET_SECONDS - ANSWER_RESERVE_SECONDS, hc.client.fhir_servers,
+        )
+    except EhrUnavailable as error:
+        return [], error
+    prefetch.update(reading.answers)
+    return reading.not_read, None
+
+
+async def _order_answer(request: HookRequest, service: Service, hc: HookContext, order: dict[str, Any],
+                        reference: str, case: FhirCase, day: datetime.date, version: tuple[int, ...],
+                        not_read: list[str]) -> dict[str, Any] | None:
+    """The update for one order, or None when there is nothing new to say (the order already
+    carries the same coverage information, or no version of the policy is in force on its date).
+    A call repeating a ``hookInstance`` with the same order gets the evaluation made the first
+    time: one evaluation per hookInstance and order."""
+    payload = {**case.payload, "external_id": request.hookInstance, "policy": service.policy_id,
+               "service_date": day.isoformat()}
+    digest = hashlib.sha256(json.dumps([service.id, request.hookInstance, order], sort_keys=True,
+                                       separators=(",", ":")).encode()).hexdigest()
+    claim = IdempotencyClaim(hc.key_id, f"cds-hook:{digest}", digest)
+    earlier = ci.carried(order, reference)
+
+    def information(result: dict[str, Any]) -> dict[str, Any]:
+        return ci.criteria_information(
+            result, reference, ask_for_documentation=request.hook == "order-sign",
+            questionnaire_url=f"{hc.public_url}/v1/evaluations/{result['evaluation_id']}/questionnaire",
+            version=version, not_read=not_read,
+        )
+
+    try:
+        result = await hc.run_sync(hc.previous, claim)
+        if result is None and earlier is not None:
+            # Signed again with its coverage information on: evaluate first, store only if it changed.
+            if ci.same_news(earlier, information(await hc.run_sync(hc.evaluate, payload, case.provenance))):
+                return None
+        if result is None:
+            result = (await hc.run_sync(hc.evaluate_and_store, payload, case.provenance, claim)
+                      or await hc.run_sync(hc.previous, claim))  # None: a repeat of this call stored first
+    except InvalidInput as error:
+        if any(e["type"] == "no_policy_in_force" for e in error.errors):
+            return None
+        raise HookError(400, [
+            Issue("invalid", f"{e['field']}: {e['message']}",
+                  "hookInstance" if e["field"] == "external_id" else case.expressions.get(e["field"]))
+            for e in error.errors
+        ]) from None
+    fresh = information(result)
+    return None if ci.same_news(earlier, fresh) else ci.update_action(order, fresh)
+
+
+def _coverage_for(order: dict[str, Any], coverages: list[dict[str, Any]], prefetched: Any) -> str | None:
+    """The reference of the Coverage the order's information is about: the patient's one
+    Coverage, or among several the one the order's ``insurance`` names; None without any."""
+    if not coverages:
+        return None
+    references = [_reference(c, prefetched) for c in coverages]
+    if len(coverages) == 1:
+        return references[0]
+    insurance = order.get("insurance") if isinstance(order.get("insurance"), list) else []
+    named = {i.get("reference") for i in insurance if isinstance(i, dict) and isinstance(i.get("reference"), str)}
+    chosen = [ref for ref in references if ref in named or any(n.endswith("/" + ref) for n in named)]
+    if len(chosen) == 1:
+        return chosen[0]
+    raise HookError.one(400, f"The patient has {len(coverages)} Coverages and the order's insurance does not name "
+                        "one of them: send the one Coverage relevant to the order (CRD).", "prefetch.coverage",
+                        "business-rule")
+
+
 def _reference(coverage: dict[str, Any], prefetched: Any) -> str:
-    if coverage.get("id"):
+    if isinstance(coverage.get("id"), str) and coverage["id"]:
         return f"Coverage/{coverage['id']}"
-    for entry in (prefetched or {}).get("entry") or []:
-        if isinstance(entry, dict) and entry.get("resource") is coverage and entry.get("fullUrl"):
+    entries = prefetched.get("entry") if isinstance(prefetched, dict) and isinstance(prefetched.get("entry"), list) else []
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("resource") is coverage and isinstance(entry.get("fullUrl"), str):
             return entry["fullUrl"]
     raise HookError.one(400, "The Coverage has neither an id nor a fullUrl to refer to it by.", "prefetch.coverage")
+
+
+def _unchecked_card(orders: list[dict[str, Any]]) -> dict[str, Any]:
+    """A card naming the orders of the policy that were not checked: over the number one call
+    checks, or left when the time CDS Hooks allows ran out. They get no coverage information."""
+    names = [f"{o['resourceType']}/{o.get('id')}" for o in orders]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": f"{len(orders)} order{'s' if len(orders) > 1 else ''} of this policy not checked: over this "
+                   "service's limits for one call",
+        "detail": f"One call checks at most {MAX_ORDERS} orders, within CDS Hooks' {BUDGET_SECONDS:g} seconds. "
+                  f"Not checked, and given no coverage information: {shown}. Send them in another call.",
+        "indicator": "info",
+        "source": {"label": SOURCE_LABEL,
+                   "topic": {"system": ci.CRD_TEMP, "code": "instructions", "display": "Instructions"}},
+    }
