@@ -111,19 +111,23 @@ def _answers(rng: random.Random, n: int, dictionary: Any) -> dict[str, Any]:
         if spec.kind == "boolean":
             answer: list[dict[str, Any]] = [{"valueBoolean": rng.random() < 0.5}]
         elif spec.kind == "integer":
-            answer = [{"valueInteger": rng.randint(int(spec.minimum or 0), int(spec.maximum or 90))}]
+            answer = [{"valueInteger": rng.randint(int(spec.minimum or 0), int(spec.maximum or 90) + 5)}]
         elif spec.kind == "number":
             low, high = spec.minimum if spec.minimum is not None else 0, spec.maximum if spec.maximum is not None else 50
-            number = round(rng.uniform(low, high), 1)
+            number = round(rng.uniform(low - 1, high + 1), 1)  # now and then out of range: not read
             answer = [rng.choice([{"valueDecimal": number}, _quantity(number, spec.unit or "1")])]
         elif spec.kind == "enum":
             answer = [{"valueCoding": {"code": rng.choice(sorted(spec.choices))}}]
         else:
             answer = [{"valueString": code} for code in rng.sample(["M54.50", "M62.85", "M41.26", "G89.29"], 2)]
         groups.setdefault(path.partition(".")[0], []).append({"linkId": path, "answer": answer})
-    return {"resourceType": "QuestionnaireResponse", "id": f"answers-{n}", "status": "completed",
-            "subject": {"reference": "Patient/pat-1"}, "authored": _date(rng, 2025, 2027),
-            "item": [{"linkId": section, "item": items} for section, items in groups.items()]}
+    resource = {"resourceType": "QuestionnaireResponse", "id": f"answers-{n}", "status": "completed",
+                "subject": {"reference": "Patient/pat-1"}, "authored": _date(rng, 2025, 2027),
+                "item": [{"linkId": section, "item": items} for section, items in groups.items()]}
+    if rng.random() < 0.5:  # an answer to this service's questionnaire: read whatever its authored date
+        resource["questionnaire"] = rng.choice(["https://payer.example/v1/evaluations/ev-1/questionnaire",
+                                                "https://payer.example/v1/policies/p/questionnaire|1.0.0"])
+    return resource
 
 
 def chart(seed: int, dictionary: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """SDC Questionnaires (R4) built from the field dictionary: one item per field, ``linkId`` = the
-field's path, so a QuestionnaireResponse to it fills the case (``readers.answers``).
+field's path, so a QuestionnaireResponse to it fills the case (``answers``).
 
 Item types, answer options, units and bounds come from ``rules/fields.yaml``; an item carries the
 LOINC code of the field's Observation source when it has one. Fields are grouped by section.

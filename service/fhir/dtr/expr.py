@@ -194,6 +194,7 @@ OPERATORS: dict[str, tuple[str, str, str]] = {
     "Distinct": ("Distinct", "operand", "distinct {0}"),
     "SingletonFrom": ("SingletonFrom", "operand", "singleton from {0}"),
     "StartsWith": ("StartsWith", "operands", "StartsWith({0}, {1})"),
+    "Matches": ("Matches", "operands", "Matches({0}, {1})"),
     "In": ("In", "operands", "{0} in {1}"),
     "Add": ("Add", "operands", "{0} + {1}"),
     "Subtract": ("Subtract", "operands", "{0} - {1}"),

@@ -59,6 +59,8 @@ ORDINAL_URLS = ("http://hl7.org/fhir/StructureDefinition/ordinalValue",
 SERVICE_DATE = "Service Date"  # the parameter; "As Of" falls back to today (a DTR client passes none)
 AS_OF = Ref("As Of")
 ITEM_DEPTH = 4  # levels of QuestionnaireResponse items read (groups, questions, and two more)
+# A response to this service's own questionnaires (service.fhir.answers.OWN_QUESTIONNAIRE, as a whole-string pattern)
+OWN_QUESTIONNAIRE = r".*/v1/(evaluations|policies)/[^/|]+/questionnaire(\|[^/]*)?"
 
 
 def not_null(node: Node) -> Op:
@@ -74,7 +76,8 @@ def _first_date(*candidates: Node) -> Node:
 
 
 def _when(alias: Alias, date: Node, value: Node) -> TupleOf:
-    return TupleOf((("value", value), ("dated", Call("Day", (date,))), ("instant", Call("Instant", (date,)))))
+    return TupleOf((("value", value), ("dated", Call("Day", (date,))), ("instant", Call("Instant", (date,))),
+                    ("attested", Lit(False))))
 
 
 # --- shared definitions ----------------------------------------------------------------------------
@@ -134,10 +137,13 @@ def common_defines() -> list[Define]:
         Define("Responses", Query("R", Retrieve("QuestionnaireResponse"),
                                   where=_in(get(r, "status.value"), ("completed", "amended")),
                                   ret=TupleOf((("questionnaire", get(r, "questionnaire.value")),
+                                               ("attested", op("Coalesce", op("Matches", get(r, "questionnaire.value"),
+                                                                              Lit(OWN_QUESTIONNAIRE)), Lit(False))),
                                                ("items", Call("Items", (get(r, "item"),))),
                                                ("dated", Call("Day", (authored,))),
                                                ("instant", Call("Instant", (authored,)))))),
-               "Completed QuestionnaireResponses, their items flattened."),
+               "Completed QuestionnaireResponses, their items flattened; an answer to this service's own "
+               "questionnaire attests the chart as of the request, whatever its authored date."),
     ]
 
 
@@ -157,7 +163,8 @@ class FieldLogic:
         candidates = [self._source(i, s) for i, s in enumerate(self.sources)] + [self._answers()]
         c, u = Alias("C"), Alias("U")
         usable = Query("C", Ref(f"{path} candidates"), where=all_of(
-            not_null(get(c, "value")), any_of(op("IsNull", get(c, "dated")), op("LessOrEqual", get(c, "dated"), AS_OF))))
+            not_null(get(c, "value")), any_of(op("IsNull", get(c, "dated")), op("LessOrEqual", get(c, "dated"), AS_OF),
+                                              eq(get(c, "attested"), Lit(True)))))
         out = [Define(f"{path} candidates", op("Flatten", ListOf(tuple(candidates)))),
                Define(f"{path} usable", usable)]
         if self.spec.kind == "code_list":
@@ -262,7 +269,8 @@ class FieldLogic:
         age = If(any_of(op("IsNull", op("Component", birth, precision="Day")), op("Less", AS_OF, birth)), NULL,
                  op("AgeAt", birth, AS_OF, precision="Year"))
         # The birth date bounds the service date but ranks below every dated value.
-        return Query("P", Retrieve("Patient"), ret=TupleOf((("value", age), ("dated", birth), ("instant", NULL))))
+        return Query("P", Retrieve("Patient"), ret=TupleOf((("value", age), ("dated", birth), ("instant", NULL),
+                                                            ("attested", Lit(False)))))
 
     def _scored(self, source: ScoredQuestionnaireSource) -> Node:
         r, n, x, y = Alias("R"), Alias("N"), Alias("X"), Alias("Y")
@@ -288,7 +296,8 @@ class FieldLogic:
         value = op("Coalesce", Alias("Score", let=True), computed)
         return Query("R", Ref("Responses"), lets=(("Known", known), ("Seen", seen), ("Score", score), ("Ordinals", ordinals)),
                      where=any_of(Alias("Known", let=True), op("GreaterOrEqual", Alias("Seen", let=True), Lit(source.min_answered))),
-                     ret=TupleOf((("value", value), ("dated", get(r, "dated")), ("instant", get(r, "instant")))))
+                     ret=TupleOf((("value", value), ("dated", get(r, "dated")), ("instant", get(r, "instant")),
+                                  ("attested", Lit(False)))))
 
     # -- answers of an earlier response to the field's own linkId --
 
@@ -313,12 +322,19 @@ class FieldLogic:
         else:  # enum
             chosen = _choice(get(answer, "value"))
             value = If(_in(chosen, spec.choices), chosen, NULL)
+        if spec.kind in ("integer", "number"):  # an answer out of the field's range is not read
+            bounds = [op("Less", value, Lit(spec.minimum)) if spec.minimum is not None else None,
+                      op("Less", Lit(spec.maximum), value) if spec.maximum is not None else None]
+            bounds = [b for b in bounds if b is not None]
+            if bounds:
+                value = If(any_of(*bounds), NULL, value)
         if spec.kind != "code_list":
             value = If(single, value, NULL)
         found = op("Last", Query("X", get(r, "items"), where=all_of(eq(get(x, "linkId.value"), Lit(spec.path)),
                                                                     op("Exists", get(x, "answer")))))
         return Query("R", Ref("Responses"), lets=(("I", found),), where=not_null(item),
-                     ret=TupleOf((("value", value), ("dated", get(r, "dated")), ("instant", get(r, "instant")))))
+                     ret=TupleOf((("value", value), ("dated", get(r, "dated")), ("instant", get(r, "instant")),
+                                  ("attested", get(r, "attested")))))
 
 
 def _choice(value: Node) -> Op:
