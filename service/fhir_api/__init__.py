@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.fhir_api import metadata, questionnaire_package
+from service.fhir_api import (
+    log_questionnaire_errors,
+    metadata,
+    questionnaire_package,
+    questionnaire_response,
+    valueset_expand,
+)
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
-for _module in (metadata, questionnaire_package):
+for _module in (metadata, questionnaire_package, questionnaire_response, valueset_expand, log_questionnaire_errors):
     router.include_router(_module.router)

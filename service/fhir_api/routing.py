@@ -43,7 +43,8 @@ class FhirRoute(APIRoute):
 
 
 def fhir_router() -> APIRouter:
-    return APIRouter(route_class=FhirRoute)
+    return APIRouter(route_class=FhirRoute, responses={
+        status: {"description": "An OperationOutcome", **FHIR_ANSWER} for status in (401, 403, 429, 503)})
 
 
 def outcome_response(resource: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> JSONResponse:
