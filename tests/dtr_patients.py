@@ -109,7 +109,9 @@ def _answers(rng: random.Random, n: int, dictionary: Any) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for path, spec in rng.sample(sorted(dictionary.fields.items()), 6):
         if spec.kind == "boolean":
-            answer: list[dict[str, Any]] = [{"valueBoolean": rng.random() < 0.5}]
+            yes = rng.random() < 0.5
+            answer: list[dict[str, Any]] = [rng.choice([{"valueBoolean": yes}, {"valueCoding": {  # as DTR forms ask
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0136", "code": "Y" if yes else "N"}}])]
         elif spec.kind == "integer":
             answer = [{"valueInteger": rng.randint(int(spec.minimum or 0), int(spec.maximum or 90) + 5)}]
         elif spec.kind == "number":

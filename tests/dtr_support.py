@@ -61,6 +61,8 @@ def fetch_package(client, key: str, *, context: str | None = None, orders=(), qu
 
 
 def answer_for(item: dict[str, Any], value: Any) -> dict[str, Any]:
+    if item["type"] == "choice" and isinstance(value, bool):  # a yes/no question: Y / N
+        value = "Y" if value else "N"
     if item["type"] == "choice":
         option = next(o for o in item["answerOption"] if o["valueCoding"]["code"] == value)
         return {"valueCoding": option["valueCoding"]}

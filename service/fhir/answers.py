@@ -20,10 +20,12 @@ from service.fhir.parse import Located
 from service.fhir.readers import RESPONSE_READ, Context, Found, quantity_value, resource_date, walk_items
 
 INFORMATION_ORIGIN = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin"
+YES_NO = "http://terminology.hl7.org/CodeSystem/v2-0136"  # a yes/no question asked as a choice: Y / N
+_YES_NO = {"Y": True, "N": False}
 OWN_QUESTIONNAIRE = re.compile(r"/v1/(?:evaluations|policies)/[^/|]+/questionnaire(?:\|[^/]*)?$")
 
 _ANSWER_FORMS = {
-    "boolean": ("valueBoolean",),
+    "boolean": ("valueBoolean", "valueCoding"),
     "integer": ("valueInteger",),
     "number": ("valueDecimal", "valueInteger", "valueQuantity"),
     "enum": ("valueCoding", "valueString"),
@@ -111,6 +113,12 @@ def _answer_value(spec: Any, answer: Any, path: str, context: Context) -> Any:
     if form == "valueCoding":
         expression = f"{path}.value.ofType(Coding).code"
         value = value.get("code") if isinstance(value, dict) else None
+        if spec.kind == "boolean":
+            if value not in _YES_NO:
+                context.issues.append(Issue("code-invalid", f"{value!r} is not an answer for {spec.path}; expected "
+                                            f"Y or N ({YES_NO}) or a boolean.", expression))
+                return None
+            return _YES_NO[value]
     if spec.kind == "enum" and value not in (spec.choices or {}):
         context.issues.append(Issue("code-invalid", f"{value!r} is not an answer for {spec.path}; expected one of "
                                     f"{', '.join(spec.choices or {})}.", expression))

@@ -13,6 +13,7 @@ from service.fhir.dtr.expr import (
     As,
     Call,
     Case,
+    CodeLit,
     If,
     Is,
     LibrarySource,
@@ -71,6 +72,8 @@ def text(n: Node) -> str:
         return repr(float(n.value)) if isinstance(n.value, float) else str(n.value)
     if isinstance(n, Qty):
         return f"{n.value} {n.unit}"
+    if isinstance(n, CodeLit):
+        return f"Code {{ code: {_string(n.code)}, system: {_string(n.system)}, display: {_string(n.display)} }}"
     if isinstance(n, (Ref, Param, ValueSetRef)):
         return quoted(n.name)
     if isinstance(n, (Alias, Operand)):

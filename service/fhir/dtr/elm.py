@@ -18,6 +18,7 @@ from service.fhir.dtr.expr import (
     As,
     Call,
     Case,
+    CodeLit,
     If,
     Is,
     LibrarySource,
@@ -53,6 +54,10 @@ def node(n: Node) -> dict[str, Any]:
         return {"type": "Literal", "valueType": f"{{{SYSTEM_NS}}}{kind}", "value": text}
     if isinstance(n, Qty):
         return {"type": "Quantity", "value": n.value, "unit": n.unit}
+    if isinstance(n, CodeLit):
+        return {"type": "Instance", "classType": f"{{{SYSTEM_NS}}}Code", "element": [
+            {"name": name, "value": node(Lit(value))} for name, value in
+            (("code", n.code), ("system", n.system), ("display", n.display))]}
     if isinstance(n, Ref):
         return {"type": "ExpressionRef", "name": n.name}
     if isinstance(n, Param):

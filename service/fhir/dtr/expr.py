@@ -33,6 +33,14 @@ class Qty(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class CodeLit(Node):
+    """A System Code (``Code { code: 'Y', system: '...', display: 'Yes' }``)."""
+    system: str
+    code: str
+    display: str
+
+
+@dataclass(frozen=True, eq=False)
 class Ref(Node):
     """An expression (define) of this library."""
     name: str

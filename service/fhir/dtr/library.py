@@ -45,9 +45,11 @@ class Prepopulation:
     def canonical(self) -> str:
         return f"{self.url}|{self.version}"
 
-    def expression(self, path: str) -> str:
-        """The ``text/cql`` expression of a field's value: ``"Library"."path"``."""
-        return f'{cql.quoted(self.name)}.{cql.quoted(self.defines[path])}'
+    def expression(self, path: str, answer: bool = False) -> str:
+        """The ``text/cql`` expression of a field's value: ``"Library"."path"`` (with ``answer``,
+        a yes/no field's Yes / No coding: ``"Library"."path answer"``)."""
+        define = self.defines[path] + (" answer" if answer else "")
+        return f'{cql.quoted(self.name)}.{cql.quoted(define)}'
 
 
 def library_name(policy_id: str) -> str:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.fhir.dtr.library import Prepopulation, prepopulation
+from service.fhir.dtr.prefill import YES_NO
 from service.fhir.outcome import Issue, OperationOutcomeError
-from service.fhir.questionnaire import for_evaluation, for_policy, policy_fields
+from service.fhir.questionnaire import ITEM_CONTROL, ITEM_CONTROL_SYSTEM, for_evaluation, for_policy, policy_fields
 
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition"
 DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition"
@@ -158,7 +159,7 @@ def package_for_evaluation(dictionary: Any, version: Any, result: dict[str, Any]
                            root: str) -> dict[str, Any]:
     """The package of an evaluation: its questionnaire asks only what the evaluation is missing."""
     library = library_for(dictionary, version, f"{root}/fhir")
-    base = for_evaluation(dictionary, result, evaluation_questionnaire_url(root, result["evaluation_id"]))
+    base = for_evaluation(dictionary, result, evaluation_questionnaire_url(root, result["evaluation_id"]), version)
     return _bundle(dtr_form(base, library, version), library, request)
 
 
@@ -185,11 +186,32 @@ def dtr_form(questionnaire: dict[str, Any], library: Prepopulation, version: Any
     if version.effective_to is not None:
         period["end"] = version.effective_to.isoformat()
     form["effectivePeriod"] = period
+    yes_no = set()
     for item in _questions(form.get("item", [])):
-        expression = {"url": f"{SDC}/sdc-questionnaire-initialExpression",
-                      "valueExpression": {"language": "text/cql", "expression": library.expression(item["linkId"])}}
+        if item["type"] == "boolean":
+            _as_yes_no(item)
+            yes_no.add(item["linkId"])
+        expression = {"url": f"{SDC}/sdc-questionnaire-initialExpression", "valueExpression": {
+            "language": "text/cql", "expression": library.expression(item["linkId"], answer=item["linkId"] in yes_no)}}
         item["extension"] = [*item.get("extension", []), expression]
+    for item in _questions(form.get("item", [])):
+        for condition in item.get("enableWhen", []):
+            if condition["question"] in yes_no and "answerBoolean" in condition and condition["operator"] != "exists":
+                condition["answerCoding"] = _YES if condition.pop("answerBoolean") else _NO
     return form
+
+
+_YES, _NO = {"system": YES_NO, "code": "Y", "display": "Yes"}, {"system": YES_NO, "code": "N", "display": "No"}
+
+
+def _as_yes_no(item: dict[str, Any]) -> None:
+    """A yes/no question as a choice of Yes or No (radio buttons): a form then starts with neither
+    chosen, where a boolean widget starts on "Not answered"; the intake reads Y / N as true / false."""
+    item["type"] = "choice"
+    item["answerOption"] = [{"valueCoding": dict(_YES)}, {"valueCoding": dict(_NO)}]
+    control = {"url": ITEM_CONTROL, "valueCodeableConcept": {"coding": [
+        {"system": ITEM_CONTROL_SYSTEM, "code": "radio-button", "display": "Radio Button"}]}}
+    item["extension"] = [*item.get("extension", []), control]
 
 
 def _questions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -218,9 +240,7 @@ def _bundle(form: dict[str, Any], library: Prepopulation, request: PackageReques
 
 
 def _full_url(resource: dict[str, Any]) -> str:
-    if resource.get("url"):
-        return resource["url"] if resource["resourceType"] == "Questionnaire" else resource["url"]
-    return f"urn:uuid:{uuid.uuid4()}"
+    return resource.get("url") or f"urn:uuid:{uuid.uuid4()}"
 
 
 def _contexts(request: PackageRequest) -> list[dict[str, Any]]:

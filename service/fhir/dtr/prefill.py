@@ -19,6 +19,7 @@ from service.fhir.dtr.expr import (
     As,
     Call,
     Case,
+    CodeLit,
     Define,
     Function,
     If,
@@ -54,6 +55,7 @@ from service.policy.sources import (
 )
 
 UCUM = "http://unitsofmeasure.org"
+YES_NO = "http://terminology.hl7.org/CodeSystem/v2-0136"  # Y / N: how DTR forms ask a yes/no question
 ORDINAL_URLS = ("http://hl7.org/fhir/StructureDefinition/ordinalValue",
                 "http://hl7.org/fhir/StructureDefinition/itemWeight")
 SERVICE_DATE = "Service Date"  # the parameter; "As Of" falls back to today (a DTR client passes none)
@@ -184,6 +186,10 @@ class FieldLogic:
         chosen = op("Last", Query("C", Ref(f"{path} usable"), where=any_of(
             op("IsNull", Ref(f"{path} latest")), eq(get(c, "instant"), Ref(f"{path} latest")))))
         out.append(Define(path, get(chosen, "value"), f"{self.spec.label}: the latest usable value."))
+        if self.spec.kind == "boolean":  # the form asks yes/no as a choice of Y / N
+            out.append(Define(f"{path} answer", If(op("IsNull", Ref(path)), NULL, If(
+                Ref(path), CodeLit(YES_NO, "Y", "Yes"), CodeLit(YES_NO, "N", "No"))),
+                f"{self.spec.label}, as the form's Yes / No answer."))
         return out
 
     # -- declared sources --
@@ -311,7 +317,9 @@ class FieldLogic:
         if spec.kind == "code_list":
             value = Query("A", get(item, "answer"), ret=_choice(get(a, "value")))
         elif spec.kind == "boolean":
-            value = get(As(get(answer, "value"), "boolean"), "value")
+            coded = get(As(get(answer, "value"), "Coding"), "code.value")
+            value = op("Coalesce", get(As(get(answer, "value"), "boolean"), "value"),
+                       Case(coded, ((Lit("Y"), Lit(True)), (Lit("N"), Lit(False))), NULL))
         elif spec.kind == "integer":
             value = get(As(get(answer, "value"), "integer"), "value")
         elif spec.kind == "number":
