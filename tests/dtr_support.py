@@ -3,6 +3,7 @@ and a QuestionnaireResponse answering the package's questionnaire as a DTR clien
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import json
@@ -111,3 +112,63 @@ def post_response(client, key: str, body: dict[str, Any]):
 def evidence(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     items = [e for f in (*result["criteria"], *result["flags"]) for e in f["evidence"]]
     return {e["field"]: e for e in (*items, *result.get("other_evidence", []))}
+
+
+def initial_expressions(questionnaire: dict[str, Any]) -> dict[str, str]:
+    """Each question's linkId -> the define its CQL initialExpression names."""
+    found = {}
+
+    def walk(items):
+        for item in items:
+            for extension in item.get("extension", []):
+                if extension["url"].endswith("sdc-questionnaire-initialExpression"):
+                    found[item["linkId"]] = json.loads(extension["valueExpression"]["expression"].partition(".")[2])
+            walk(item.get("item", []))
+    walk(questionnaire.get("item", []))
+    return found
+
+
+def prefill_with_cql(package: dict[str, Any], chart: dict[str, Any], service_date: str | None) -> dict[str, Any]:
+    """Run the package's Library (its ELM) in cql-execution on the chart, as a DTR app does:
+    linkId -> the value its initialExpression gives (only those it gives)."""
+    from cql_engine import run_cql
+
+    resources = [e["resource"] for e in package["entry"]]
+    questionnaire, library = resources[0], next(r for r in resources if r["resourceType"] == "Library")
+    elm = json.loads(base64.b64decode(next(c["data"] for c in library["content"]
+                                            if c["contentType"] == "application/elm+json")))
+    value_sets = [r for r in resources if r["resourceType"] == "ValueSet"]
+    defines = initial_expressions(questionnaire)
+    (row,) = run_cql(elm, value_sets, sorted(set(defines.values())), [(chart, service_date)])
+    return {link_id: row[define] for link_id, define in defines.items() if row[define] is not None}
+
+
+def prefilled_response(questionnaire: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The draft response a DTR app builds from the CQL results (information-origin auto-client)."""
+    def answer(item, value):
+        if isinstance(value, dict) and "code" in value:  # a System Code (yes/no)
+            return {"valueCoding": {k: value[k] for k in ("system", "code", "display") if value.get(k)}}
+        if item["type"] == "choice":
+            return {"valueCoding": next(o["valueCoding"] for o in item["answerOption"] if o["valueCoding"]["code"] == value)}
+        if item["type"] == "integer":
+            return {"valueInteger": int(value)}
+        if item["type"] == "decimal":
+            return {"valueDecimal": value}
+        return {"valueString": value}
+
+    def walk(items):
+        out = []
+        for item in items:
+            if item["type"] == "group":
+                children = walk(item.get("item", []))
+                if children:
+                    out.append({"linkId": item["linkId"], "item": children})
+            elif item["linkId"] in values:
+                value = values[item["linkId"]]
+                origin = {"url": INFORMATION_ORIGIN, "extension": [{"url": "source", "valueCode": "auto-client"}]}
+                out.append({"linkId": item["linkId"], "answer": [
+                    {**answer(item, v), "extension": [origin]} for v in (value if isinstance(value, list) else [value])]})
+        return out
+
+    return {"resourceType": "QuestionnaireResponse", "status": "in-progress",
+            "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}", "item": walk(questionnaire["item"])}

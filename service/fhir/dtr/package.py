@@ -191,6 +191,8 @@ def dtr_form(questionnaire: dict[str, Any], library: Prepopulation, version: Any
         if item["type"] == "boolean":
             _as_yes_no(item)
             yes_no.add(item["linkId"])
+        elif item["type"] == "choice" and len(item.get("answerOption", [])) <= RADIO_AT_MOST:
+            item["extension"] = [*item.get("extension", []), _control("radio-button", "Radio Button")]
         expression = {"url": f"{SDC}/sdc-questionnaire-initialExpression", "valueExpression": {
             "language": "text/cql", "expression": library.expression(item["linkId"], answer=item["linkId"] in yes_no)}}
         item["extension"] = [*item.get("extension", []), expression]
@@ -201,6 +203,7 @@ def dtr_form(questionnaire: dict[str, Any], library: Prepopulation, version: Any
     return form
 
 
+RADIO_AT_MOST = 6  # choices shown at once as radio buttons (more: a drop-down list)
 _YES, _NO = {"system": YES_NO, "code": "Y", "display": "Yes"}, {"system": YES_NO, "code": "N", "display": "No"}
 
 
@@ -209,9 +212,12 @@ def _as_yes_no(item: dict[str, Any]) -> None:
     chosen, where a boolean widget starts on "Not answered"; the intake reads Y / N as true / false."""
     item["type"] = "choice"
     item["answerOption"] = [{"valueCoding": dict(_YES)}, {"valueCoding": dict(_NO)}]
-    control = {"url": ITEM_CONTROL, "valueCodeableConcept": {"coding": [
-        {"system": ITEM_CONTROL_SYSTEM, "code": "radio-button", "display": "Radio Button"}]}}
-    item["extension"] = [*item.get("extension", []), control]
+    item["extension"] = [*item.get("extension", []), _control("radio-button", "Radio Button")]
+
+
+def _control(code: str, display: str) -> dict[str, Any]:
+    return {"url": ITEM_CONTROL, "valueCodeableConcept": {"coding": [
+        {"system": ITEM_CONTROL_SYSTEM, "code": code, "display": display}]}}
 
 
 def _questions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
