@@ -97,7 +97,7 @@ def respond(questionnaire: dict[str, Any], answers: dict[str, Any], *, origin: d
         "resourceType": "QuestionnaireResponse", "status": "completed",
         "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
         "subject": {"reference": "Patient/pat-1"},
-        "authored": authored or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "authored": authored or datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
         "item": [a for a in (answered(i) for i in questionnaire.get("item", [])) if a]}
     if rid:
         response["id"] = rid

@@ -5,9 +5,10 @@ QuestionnaireResponse), and the QuestionnaireResponse the form exports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cql_engine import node_modules
 from review_browser import chromium, missing_browser

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 from cds_client import PUBLIC_URL, reactiv8_order
-from cds_support import COVERAGE, PATIENT, actions_of, check_action, cds, hook, signer  # noqa: F401 (fixtures)
+from cds_support import COVERAGE, PATIENT, actions_of, cds, check_action, hook, signer  # noqa: F401 (fixtures)
 from crd_invariants import values
-from dtr_support import GOOD, FHIR, chart_with_gaps, prefill_with_cql, post_response, respond
 from dtr_inferno import assert_inferno_static_package
+from dtr_support import FHIR, GOOD, chart_with_gaps, post_response, prefill_with_cql, respond
 from fhir_support import bundle
 
 CHART_FIELDS = {"patient.age_years", "patient.bmi", "low_back_pain.nrs", "low_back_pain.odi_percent",

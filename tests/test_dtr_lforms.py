@@ -9,10 +9,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from conftest import FULL_CASE
 from dtr_support import chart_with_gaps, fetch_package, post_response, prefill_with_cql, prefilled_response
-from lforms_page import choose, exported, lforms_page, shown, show, type_number, why_not
+from lforms_page import choose, exported, lforms_page, show, shown, type_number, why_not
 
 YES_NO = "http://terminology.hl7.org/CodeSystem/v2-0136"
 CHOICES = "urn:coverage-criteria:choices:"

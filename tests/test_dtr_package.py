@@ -8,10 +8,9 @@ import copy
 import json
 
 import pytest
-
+from conftest import FULL_CASE
 from dtr_inferno import assert_inferno_static_package, bundles_of
 from fhir_support import EXAMPLES
-from conftest import FULL_CASE
 
 ISASS, MP623 = "isass-2023-restorative-neurostimulation", "mp-623-peripheral-nerve-stimulation"
 FHIR = {"Content-Type": "application/fhir+json"}

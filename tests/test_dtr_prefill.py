@@ -10,14 +10,13 @@ import datetime
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cql_engine import run_cql
 from dtr_patients import chart
 from fhir_support import EXAMPLES, bundle, example_bundle
+
 from service.fhir.dtr.library import prepopulation
 from service.fhir.intake import case_from_bundle, field_sources
 from service.fhir.outcome import OperationOutcomeError
@@ -88,11 +87,11 @@ def test_the_library_carries_cql_and_its_elm_defining_the_same_names(library):
     elm = json.loads(contents["application/elm+json"])
     assert elm == library.elm
     elm_names = [s["name"] for s in elm["library"]["statements"]["def"] if s.get("type") != "FunctionDef"]
-    cql_names = re.findall(r'^define "([^"]+)":', contents["text/cql"], flags=re.M)
+    cql_names = re.findall(r'^define "([^"]+)":', contents["text/cql"], flags=re.MULTILINE)
     assert cql_names == elm_names[1:]  # the ELM's first statement is the Patient context's
     assert set(library.defines.values()) <= set(elm_names)
     functions = [s["name"] for s in elm["library"]["statements"]["def"] if s.get("type") == "FunctionDef"]
-    assert re.findall(r'^define function "([^"]+)"', contents["text/cql"], flags=re.M) == functions
+    assert re.findall(r'^define function "([^"]+)"', contents["text/cql"], flags=re.MULTILINE) == functions
     assert elm["library"]["identifier"] == {"id": library.name, "version": library.version}
     assert f"library {library.name} version '{library.version}'" in contents["text/cql"]
     for value_set in library.value_sets:  # every value set the logic names is in the package, expanded
@@ -102,7 +101,7 @@ def test_the_library_carries_cql_and_its_elm_defining_the_same_names(library):
 
 def test_versions_follow_the_content(dictionary):
     sources = field_sources(dictionary)
-    make = lambda paths: prepopulation(dictionary, sources, paths, policy_id="p", policy_version="2.0.0",  # noqa: E731
+    make = lambda paths: prepopulation(dictionary, sources, paths, policy_id="p", policy_version="2.0.0",
                                        title="t", base="http://b/fhir")
     one, again, other = make(["patient.bmi"]), make(["patient.bmi"]), make(["patient.bmi", "low_back_pain.nrs"])
     assert one.version == again.version and one.version.startswith("2.0.0-")

@@ -7,14 +7,18 @@ chart is shown, an out-of-range answer is named and the rest read."""
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
-
 from dtr_support import (
-    GOOD, chart_with_gaps, evaluate_chart, evidence, fetch_package, post_response, respond,
+    GOOD,
+    chart_with_gaps,
+    evaluate_chart,
+    evidence,
+    fetch_package,
+    post_response,
+    respond,
 )
-from fhir_support import bundle, bmi
+from fhir_support import bmi, bundle
 
 COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 

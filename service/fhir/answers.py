@@ -13,7 +13,8 @@ and the other answers are read.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from service.fhir.outcome import Issue
 from service.fhir.parse import Located

@@ -55,14 +55,14 @@ def _expand(evaluator: Any, base: str, *, url: str | None = None, version: str |
 @router.get("/ValueSet/$expand", responses=_ANSWERS, summary="A value set of the questionnaire packages, expanded")
 def expand_by_url(request: Request, _key: IntakeKey, evaluator: EvaluatorDep,
                   url: Annotated[str, Query(min_length=1, max_length=2000)],
-                  valueSetVersion: Annotated[str | None, Query(max_length=200)] = None,  # noqa: N803 (FHIR's name)
-                  filter: Annotated[str | None, Query(max_length=200)] = None) -> Response:  # noqa: A002
+                  valueSetVersion: Annotated[str | None, Query(max_length=200)] = None,
+                  filter: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     return fhir_response(_expand(evaluator, fhir_base(request), url=url, version=valueSetVersion, text=filter))
 
 
 @router.get("/ValueSet/{value_set_id}/$expand", responses=_ANSWERS, summary="A value set by id, expanded")
 def expand_by_id(value_set_id: str, request: Request, _key: IntakeKey, evaluator: EvaluatorDep,
-                 filter: Annotated[str | None, Query(max_length=200)] = None) -> Response:  # noqa: A002
+                 filter: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     return fhir_response(_expand(evaluator, fhir_base(request), identifier=value_set_id, text=filter))
 
 

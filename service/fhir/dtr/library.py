@@ -15,8 +15,9 @@ import datetime
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from service.fhir.dtr import cql, elm
 from service.fhir.dtr.expr import LibrarySource, ValueSetDef
@@ -111,11 +112,15 @@ def prepopulation(dictionary: Any, sources: dict[str, tuple[Source, ...]], paths
         "relatedArtifact": [{"type": "depends-on", "resource": f"{vs['url']}|{vs['version']}"} for vs in resources],
         "dataRequirement": _data_requirements(source),
         "content": [{"contentType": CQL_TEXT, "data": base64.b64encode(text.encode()).decode()},
-                    {"contentType": ELM_JSON, "data": base64.b64encode(json.dumps(tree).encode()).decode()}],
+                    {"contentType": ELM_JSON, "data": base64.b64encode(_compact(tree)).decode()}],
     }
     if not resources:
         del library["relatedArtifact"]
     return Prepopulation(name, url, version, text, tree, library, resources, defines)
+
+
+def _compact(tree: dict[str, Any]) -> bytes:
+    return json.dumps(tree, separators=(",", ":")).encode()
 
 
 _PARAMETER_TYPE = {"boolean": "boolean", "integer": "integer", "number": "decimal", "enum": "string",
@@ -137,12 +142,11 @@ def _value_set(identifier: str, definition: ValueSetDef, codes: tuple[Code, ...]
 
 
 # Expansions are computed from the declarations (nothing external): stamped once per process.
-_EXPANDED = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+_EXPANDED = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 def _data_requirements(source: LibrarySource) -> list[dict[str, Any]]:
-    from service.fhir.dtr.elm import node as elm_node  # walk the ELM for retrieves: what the library reads
-
+    """What the library reads: each retrieve of its ELM (type and value set), once."""
     seen: dict[tuple[str, str | None], dict[str, Any]] = {}
     by_name = {v.name: v for v in source.value_sets}
 
@@ -163,5 +167,5 @@ def _data_requirements(source: LibrarySource) -> list[dict[str, Any]]:
                 walk(child)
 
     for define in source.defines:
-        walk(elm_node(define.expression))
+        walk(elm.node(define.expression))
     return list(seen.values())

@@ -239,7 +239,7 @@ def _bundle(form: dict[str, Any], library: Prepopulation, request: PackageReques
     if request.patient:
         draft["subject"] = request.patient
     resources = [form, library.library, *library.value_sets, draft]
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"profile": [f"{DTR}/DTR-QPackageBundle|2.0.1"]},
             "type": "collection", "timestamp": now,
             "entry": [{"fullUrl": _full_url(r), "resource": r} for r in resources]}

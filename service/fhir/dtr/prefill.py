@@ -11,7 +11,8 @@ list gathers the codes of every usable candidate, oldest first. The rules are th
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from service.fhir.dtr.expr import (
     NULL,

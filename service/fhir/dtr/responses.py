@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from service.fhir.answers import OWN_QUESTIONNAIRE
 from service.fhir.outcome import OperationOutcomeError
