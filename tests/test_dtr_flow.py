@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from cds_client import PUBLIC_URL, reactiv8_order
-from cds_support import COVERAGE, PATIENT, actions_of, cds, check_action, hook, signer  # noqa: F401 (fixtures)
+from cds_support import COVERAGE, PATIENT, actions_of, cds, check_action, fhir_servers, hook, signer  # noqa: F401 (fixtures)
 from crd_invariants import values
 from dtr_inferno import assert_inferno_static_package
 from dtr_support import FHIR, GOOD, chart_with_gaps, post_response, prefill_with_cql, respond
