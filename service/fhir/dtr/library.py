@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.fhir.dtr import cql, elm
+from service.fhir.dtr.common import SERVICE_DATE, common_defines, common_functions
 from service.fhir.dtr.expr import LibrarySource, ValueSetDef
-from service.fhir.dtr.prefill import SERVICE_DATE, FieldLogic, common_defines, common_functions
+from service.fhir.dtr.prefill import FieldLogic
 from service.policy.sources import Code, Source
 
 LIBRARY_TYPE = "http://terminology.hl7.org/CodeSystem/library-type"

@@ -17,8 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.fhir.dtr.common import YES_NO
 from service.fhir.dtr.library import Prepopulation, prepopulation
-from service.fhir.dtr.prefill import YES_NO
 from service.fhir.outcome import Issue, OperationOutcomeError
 from service.fhir.questionnaire import ITEM_CONTROL, ITEM_CONTROL_SYSTEM, for_evaluation, for_policy, policy_fields
 

@@ -11,9 +11,9 @@ list gathers the codes of every usable candidate, oldest first. The rules are th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
+from service.fhir.dtr.common import AS_OF, UCUM, YES_NO, first_date, in_list, not_null
 from service.fhir.dtr.expr import (
     NULL,
     Alias,
@@ -22,16 +22,12 @@ from service.fhir.dtr.expr import (
     Case,
     CodeLit,
     Define,
-    Function,
     If,
     Is,
     ListOf,
     Lit,
     Node,
     Op,
-    Operand,
-    Param,
-    Qty,
     Query,
     Ref,
     Retrieve,
@@ -43,7 +39,6 @@ from service.fhir.dtr.expr import (
     eq,
     get,
     op,
-    strings,
 )
 from service.policy.sources import (
     Code,
@@ -55,99 +50,12 @@ from service.policy.sources import (
     Source,
 )
 
-UCUM = "http://unitsofmeasure.org"
-YES_NO = "http://terminology.hl7.org/CodeSystem/v2-0136"  # Y / N: how DTR forms ask a yes/no question
-ORDINAL_URLS = ("http://hl7.org/fhir/StructureDefinition/ordinalValue",
-                "http://hl7.org/fhir/StructureDefinition/itemWeight")
-SERVICE_DATE = "Service Date"  # the parameter; "As Of" falls back to today (a DTR client passes none)
-AS_OF = Ref("As Of")
-ITEM_DEPTH = 4  # levels of QuestionnaireResponse items read (groups, questions, and two more)
-# A response to this service's own questionnaires (service.fhir.answers.OWN_QUESTIONNAIRE, as a whole-string pattern)
-OWN_QUESTIONNAIRE = r".*/v1/(evaluations|policies)/[^/|]+/questionnaire(\|[^/]*)?"
+WHEN = Alias("When", let=True)  # a query's date, as its let clause names it
 
 
-def not_null(node: Node) -> Op:
-    return op("Not", op("IsNull", node))
-
-
-def _in(node: Node, values: Iterable[str]) -> Op:
-    return op("In", node, strings(*values))
-
-
-def _first_date(*candidates: Node) -> Node:
-    return op("Coalesce", *candidates)
-
-
-def _when(alias: Alias, date: Node, value: Node) -> TupleOf:
+def _when(date: Node, value: Node) -> TupleOf:
     return TupleOf((("value", value), ("dated", Call("Day", (date,))), ("instant", Call("Instant", (date,))),
                     ("attested", Lit(False))))
-
-
-# --- shared definitions ----------------------------------------------------------------------------
-
-def common_functions() -> list[Function]:
-    d = Operand("d")
-    month, day = op("Component", d, precision="Month"), op("Component", d, precision="Day")
-    year = op("Component", d, precision="Year")
-    last_of_month = op("Subtract", op("Add", op("Date", year, month, Lit(1)), Qty(1, "month")), Qty(1, "day"))
-    items = Operand("items")
-    i, a, x = Alias("I"), Alias("A"), Alias("X")
-    children = op("Flatten", ListOf((
-        op("Flatten", Query("I", items, where=not_null(get(i, "item")), ret=get(i, "item"))),
-        op("Flatten", op("Flatten", Query("I", items, where=not_null(get(i, "answer")), ret=Query(
-            "A", get(i, "answer"), where=not_null(get(a, "item")), ret=get(a, "item"))))))))
-    levels: list[Node] = [items]
-    for _ in range(ITEM_DEPTH - 1):
-        levels.append(Call("Children", (levels[-1],)))
-    answer = Operand("A")
-    coding = As(get(answer, "value"), "Coding")
-    e = Alias("E")
-    ordinal = op("First", Query("E", get(coding, "extension"), where=all_of(
-        _in(get(e, "url.value"), ORDINAL_URLS), not_null(_number_of(get(e, "value")))), ret=_number_of(get(e, "value"))))
-    item_list = "List<FHIR.QuestionnaireResponse.Item>"
-    return [
-        Function("Day", (("d", "DateTime"),), If(op("IsNull", d), NULL, op(
-            "Date", year, op("Coalesce", month, Lit(1)), op("Coalesce", day, Lit(1)))),
-                 "The day a date speaks for as written; a partial date is its first day."),
-        Function("Instant", (("d", "DateTime"),), If(op("IsNull", d), NULL, op(
-            "DateTime", year, op("Coalesce", month, Lit(1)), op("Coalesce", day, Lit(1)),
-            *(op("Coalesce", op("Component", d, precision=p), Lit(0)) for p in ("Hour", "Minute", "Second", "Millisecond")),
-            op("Coalesce", op("TimezoneOffset", d), Lit(0.0)))),
-                 "A date as a full instant for ordering (a partial date is its first moment, no offset is UTC)."),
-        Function("Last Day", (("d", "DateTime"),), If(op("IsNull", d), NULL, If(op("IsNull", month), op("Date", year, Lit(12), Lit(31)), If(
-            op("IsNull", day), last_of_month, op("Date", year, month, day)))),
-                 "A partial onset counts from its last day (a lower bound on the time since)."),
-        Function("Children", (("items", item_list),), children,
-                 "The items nested in items, directly or under their answers."),
-        Function("Items", (("items", item_list),), Query("X", op("Flatten", ListOf(tuple(levels))), where=not_null(x)),
-                 f"Every item of a response, {ITEM_DEPTH} levels deep."),
-        Function("Number", (("A", "FHIR.QuestionnaireResponse.Item.Answer"),),
-                 op("Coalesce", _number_of(get(answer, "value")), get(As(get(answer, "value"), "Quantity"), "value.value"), ordinal),
-                 "An answer's number: a decimal, an integer, a quantity's value, or a coding's ordinal value."),
-    ]
-
-
-def _number_of(value: Node) -> Op:
-    return op("Coalesce", get(As(value, "decimal"), "value"), op("ToDecimal", get(As(value, "integer"), "value")))
-
-
-def common_defines() -> list[Define]:
-    r = Alias("R")
-    authored = get(r, "authored.value")
-    return [
-        Define("As Of", op("Coalesce", Param(SERVICE_DATE), op("Today")),
-               "Values are read as of the service date (today when the client gives none)."),
-        Define("Responses", Query("R", Retrieve("QuestionnaireResponse"),
-                                  where=_in(get(r, "status.value"), ("completed", "amended")),
-                                  ret=TupleOf((("questionnaire", get(r, "questionnaire.value")),
-                                               ("attested", op("Coalesce", op("Matches", get(r, "questionnaire.value"),
-                                                                              Lit(OWN_QUESTIONNAIRE)), Lit(False))),
-                                               ("items", Call("Items", (get(r, "item"),))),
-                                               ("dated", Call("Day", (authored,))),
-                                               ("instant", Call("Instant", (authored,)))))),
-               "Completed QuestionnaireResponses, their items flattened; an answer to this service's own "
-               "questionnaire attests the chart as of the request, whatever its authored date."),
-    ]
 
 
 # --- one field ----------------------------------------------------------------------------------
@@ -223,14 +131,14 @@ class FieldLogic:
         read: Node = quantity_value
         if "integer" in source.value_forms:
             read = If(Is(value, "integer"), get(As(value, "integer"), "value"), quantity_value)
-        date = _first_date(get(As(get(o, "effective"), "dateTime"), "value"),
+        date = first_date(get(As(get(o, "effective"), "dateTime"), "value"),
                            get(As(get(o, "effective"), "Period"), "end.value"),
                            get(As(get(o, "effective"), "Period"), "start.value"),
                            get(As(get(o, "effective"), "instant"), "value"), get(o, "issued.value"))
         return Query("O", Retrieve("Observation", self._value_set(index, source.codes)),
-                     lets=(("Q", As(value, "Quantity")), ("Unit", _unit_name(q))),
-                     where=_in(get(o, "status.value"), ("final", "amended", "corrected")),
-                     ret=_when(o, date, read))
+                     lets=(("Q", As(value, "Quantity")), ("Unit", _unit_name(q)), ("When", date)),
+                     where=in_list(get(o, "status.value"), ("final", "amended", "corrected")),
+                     ret=_when(WHEN, read))
 
     def _condition(self, source: ConditionSource) -> Node:
         c, x = Alias("C"), Alias("X")
@@ -239,10 +147,10 @@ class FieldLogic:
                             if code.code is not None else eq(get(x, "system.value"), Lit(code.system))
                             for code in source.codes))
         refuted = op("Exists", Query("X", get(c, "verificationStatus.coding"),
-                                     where=_in(get(x, "code.value"), ("refuted", "entered-in-error"))))
+                                     where=in_list(get(x, "code.value"), ("refuted", "entered-in-error"))))
         onset = op("Coalesce", get(As(get(c, "onset"), "dateTime"), "value"),
                    get(As(get(c, "onset"), "Period"), "start.value"))
-        date = _first_date(get(c, "recordedDate.value"), onset)
+        date = first_date(get(c, "recordedDate.value"), onset)
         if source.read == "present":
             value: Node = Lit(True)
         elif source.read == "codes":
@@ -251,13 +159,13 @@ class FieldLogic:
         else:  # onset_months: completed months from the onset's last day to the service date
             start = Call("Last Day", (onset,))
             value = If(any_of(op("IsNull", start), op("Less", AS_OF, start)), NULL, _completed_months(start, AS_OF))
-        return Query("C", Retrieve("Condition"),
+        return Query("C", Retrieve("Condition"), lets=(("When", date),),
                      where=all_of(op("Exists", Query("X", get(c, "code.coding"), where=matching)), op("Not", refuted)),
-                     ret=_when(c, date, value))
+                     ret=_when(WHEN, value))
 
     def _procedure(self, index: int, source: ProcedureSource) -> Node:
         p, x = Alias("P"), Alias("X")
-        date = _first_date(get(As(get(p, "performed"), "dateTime"), "value"),
+        date = first_date(get(As(get(p, "performed"), "dateTime"), "value"),
                            get(As(get(p, "performed"), "Period"), "end.value"),
                            get(As(get(p, "performed"), "Period"), "start.value"))
         if source.read == "present":
@@ -267,8 +175,8 @@ class FieldLogic:
                 return all_of(eq(get(x, "system.value"), Lit(code.system)), eq(get(x, "code.value"), Lit(code.code)))
             value = op("First", Query("X", get(p, "outcome.coding"), where=any_of(*map(match, source.outcomes)),
                                       ret=Case(None, tuple((match(code), Lit(v)) for code, v in source.outcomes.items()), NULL)))
-        return Query("P", Retrieve("Procedure", self._value_set(index, source.codes)),
-                     where=eq(get(p, "status.value"), Lit("completed")), ret=_when(p, date, value))
+        return Query("P", Retrieve("Procedure", self._value_set(index, source.codes)), lets=(("When", date),),
+                     where=eq(get(p, "status.value"), Lit("completed")), ret=_when(WHEN, value))
 
     def _patient(self) -> Node:
         p = Alias("P")
@@ -284,17 +192,17 @@ class FieldLogic:
         known = op("Exists", Query("N", Retrieve("Questionnaire"), where=all_of(
             eq(get(n, "url.value"), get(r, "questionnaire")),
             op("Exists", Query("Y", get(n, "code"), where=_codes_match(y, source.questionnaire, single=True))))))
-        seen = op("Count", op("Distinct", Query("X", get(r, "items"), where=_in(get(x, "linkId.value"), source.items),
+        seen = op("Count", op("Distinct", Query("X", get(r, "items"), where=in_list(get(x, "linkId.value"), source.items),
                                                  ret=get(x, "linkId.value"))))
         first_answer = op("First", get(x, "answer"))
         number = Call("Number", (first_answer,))
         coding = As(get(first_answer, "value"), "Coding")
-        is_score = _in(get(x, "linkId.value"), source.score_link_ids) if source.score_link_ids else Lit(False)
+        is_score = in_list(get(x, "linkId.value"), source.score_link_ids) if source.score_link_ids else Lit(False)
         if source.score_codes:
             is_score = any_of(is_score, _codes_match(coding, source.score_codes, single=True))
         score = op("First", Query("X", get(r, "items"), where=all_of(op("Exists", get(x, "answer")), is_score, not_null(number)),
                                   ret=number))
-        ordinals = Query("X", get(r, "items"), where=all_of(_in(get(x, "linkId.value"), source.items),
+        ordinals = Query("X", get(r, "items"), where=all_of(in_list(get(x, "linkId.value"), source.items),
                                                             op("Exists", get(x, "answer"))), ret=number)
         o = Alias("Ordinals", let=True)
         computed = If(op("GreaterOrEqual", op("Count", o), Lit(source.min_answered)), op("Round", op("Multiply", op(
@@ -311,38 +219,37 @@ class FieldLogic:
     def _answers(self) -> Node:
         spec = self.spec
         r, x, a = Alias("R"), Alias("X"), Alias("A")
-        item = Alias("I", let=True)
-        answer = op("First", get(item, "answer"))
-        single = eq(op("Count", get(item, "answer")), Lit(1))
+        item, given, read = Alias("I", let=True), Alias("Given", let=True), Alias("Read", let=True)
         value: Node
         if spec.kind == "code_list":
             value = Query("A", get(item, "answer"), ret=_choice(get(a, "value")))
         elif spec.kind == "boolean":
-            coded = get(As(get(answer, "value"), "Coding"), "code.value")
-            value = op("Coalesce", get(As(get(answer, "value"), "boolean"), "value"),
+            coded = get(As(given, "Coding"), "code.value")
+            value = op("Coalesce", get(As(given, "boolean"), "value"),
                        Case(coded, ((Lit("Y"), Lit(True)), (Lit("N"), Lit(False))), NULL))
         elif spec.kind == "integer":
-            value = get(As(get(answer, "value"), "integer"), "value")
+            value = get(As(given, "integer"), "value")
         elif spec.kind == "number":
-            q = As(get(answer, "value"), "Quantity")
-            value = op("Coalesce", get(As(get(answer, "value"), "decimal"), "value"),
-                       op("ToDecimal", get(As(get(answer, "value"), "integer"), "value")),
+            q = As(given, "Quantity")
+            value = op("Coalesce", get(As(given, "decimal"), "value"), op("ToDecimal", get(As(given, "integer"), "value")),
                        If(eq(_unit_name(q), Lit(spec.unit or "1")), get(q, "value.value"), NULL))
         else:  # enum
-            chosen = _choice(get(answer, "value"))
-            value = If(_in(chosen, spec.choices), chosen, NULL)
+            value = If(in_list(_choice(given), spec.choices), _choice(given), NULL)
+        result: Node = read
         if spec.kind in ("integer", "number"):  # an answer out of the field's range is not read
-            bounds = [op("Less", value, Lit(spec.minimum)) if spec.minimum is not None else None,
-                      op("Less", Lit(spec.maximum), value) if spec.maximum is not None else None]
+            bounds = [op("Less", read, Lit(spec.minimum)) if spec.minimum is not None else None,
+                      op("Less", Lit(spec.maximum), read) if spec.maximum is not None else None]
             bounds = [b for b in bounds if b is not None]
             if bounds:
-                value = If(any_of(*bounds), NULL, value)
-        if spec.kind != "code_list":
-            value = If(single, value, NULL)
+                result = If(any_of(*bounds), NULL, read)
+        if spec.kind != "code_list":  # one answer only
+            result = If(eq(op("Count", get(item, "answer")), Lit(1)), result, NULL)
         found = op("Last", Query("X", get(r, "items"), where=all_of(eq(get(x, "linkId.value"), Lit(spec.path)),
                                                                     op("Exists", get(x, "answer")))))
-        return Query("R", Ref("Responses"), lets=(("I", found),), where=not_null(item),
-                     ret=TupleOf((("value", value), ("dated", get(r, "dated")), ("instant", get(r, "instant")),
+        return Query("R", Ref("Responses"),
+                     lets=(("I", found), ("Given", get(op("First", get(item, "answer")), "value")), ("Read", value)),
+                     where=not_null(item),
+                     ret=TupleOf((("value", result), ("dated", get(r, "dated")), ("instant", get(r, "instant")),
                                   ("attested", get(r, "attested")))))
 
 
