@@ -171,3 +171,24 @@ def test_the_capability_statement_lists_every_fhir_operation(client):
         name = path.rstrip("/").rpartition("$")[2]
         if "$" in path:
             assert any(n == name for _, n in operations), path
+
+
+def test_questions_the_rules_make_unnecessary_are_gated_by_enable_when(client, intake_key):
+    gated = {ISASS: ("multifidus_dysfunction.imaging", "multifidus_dysfunction.prone_instability_test", "positive"),
+             MP623: ("stimulation_trial.intraoperative_multifidus_contraction", "stimulation_trial.outcome", "successful")}
+    for policy, (field, gate, value) in gated.items():
+        canonical = f"http://testserver/v1/policies/{policy}/questionnaire"
+        (bundle,) = bundles_of(package(client, intake_key, ask(orders=(), questionnaire=canonical)).json())
+        items = {}
+
+        def walk(found):
+            for item in found:
+                items[item["linkId"]] = item
+                walk(item.get("item", []))
+        walk(bundle["entry"][0]["resource"]["item"])
+        assert items[field]["enableBehavior"] == "any"
+        assert items[field]["enableWhen"] == [
+            {"question": gate, "operator": "exists", "answerBoolean": False},
+            {"question": gate, "operator": "!=", "answerCoding": {"system": f"urn:coverage-criteria:choices:{gate}",
+                                                                 "code": value}}]
+        assert sum("enableWhen" in item for item in items.values()) == 1
