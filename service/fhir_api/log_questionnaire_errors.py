@@ -16,9 +16,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
 from service.fhir_api.questionnaire_errors import list_errors, save_error
-from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_body, fhir_router
+from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router
 from service.web.dependencies import DatabaseDep, IntakeKey, ReviewerKey
-from service.web.media import fhir_response
 
 router = fhir_router()
 PATH = "/Questionnaire/$log-questionnaire-errors"
@@ -34,7 +33,7 @@ async def log_questionnaire_errors(request: Request, key: IntakeKey, db: Databas
     await run_in_threadpool(save_error, db, url, version, key.id, outcome)
     issue = Issue("informational", f"{len(outcome.get('issue', []))} issue(s) logged against {canonical}.",
                   severity="information")
-    return fhir_response(operation_outcome([issue]))
+    return fhir_answer(operation_outcome([issue]))
 
 
 def _read(body: Any) -> tuple[str, dict[str, Any]]:
@@ -73,4 +72,4 @@ async def list_questionnaire_errors(
                 "search": {"mode": "match"},
                 "extension": [{"url": "urn:coverage-criteria:questionnaire-version", "valueString": row["version"]}]}
                for row in rows]
-    return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
+    return fhir_answer({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})

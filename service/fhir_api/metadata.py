@@ -8,8 +8,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from service.fhir_api.routing import FHIR_ANSWER, fhir_base, fhir_router
-from service.web.media import fhir_response
+from service.fhir_api.routing import FHIR_ANSWER, fhir_answer, fhir_base, fhir_router
 
 router = fhir_router()
 
@@ -59,4 +58,4 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 @router.get("/metadata", summary="The CapabilityStatement of the FHIR base", responses={200: FHIR_ANSWER})
 def metadata(request: Request) -> Response:
-    return fhir_response(capability_statement(fhir_base(request)))
+    return fhir_answer(capability_statement(fhir_base(request)))

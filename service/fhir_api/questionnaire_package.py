@@ -26,10 +26,9 @@ from service.fhir.dtr.package import (
     read_request,
 )
 from service.fhir.outcome import Issue, OperationOutcomeError
-from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_body, fhir_router, service_root
+from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router, service_root
 from service.store.evaluations import get_evaluation_result
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
-from service.web.media import fhir_response
 
 router = fhir_router()
 _DOC = dict(summary="DTR $questionnaire-package: the questionnaire, its CQL library and value sets",
@@ -55,7 +54,7 @@ async def questionnaire_package(request: Request, _key: IntakeKey, db: DatabaseD
     else:
         bundles = [package_for_policy(evaluator.dictionary, version, ask, root=root)
                    for version in _policies(evaluator, ask, root)]
-    return fhir_response(parameters(bundles, ask))
+    return fhir_answer(parameters(bundles, ask))
 
 
 def _context_of(canonicals: list[str], root: str) -> str | None:

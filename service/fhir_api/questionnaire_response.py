@@ -19,10 +19,9 @@ from service.evaluations.bundle import evidence_sources, outcome_errors, read_bu
 from service.evaluations.submit import evaluate_and_store
 from service.fhir.dtr.responses import Submission, flag_replaced_values, read_submission
 from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
-from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_body, fhir_router
+from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router
 from service.store.evaluations import get_evaluation_case, get_evaluation_result
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
-from service.web.media import fhir_response
 
 router = fhir_router()
 
@@ -41,7 +40,7 @@ async def create_questionnaire_response(request: Request, key: IntakeKey, db: Da
             f"{evaluation_id} of request {result['external_id']} ({summary['met']} of {summary['total']} criteria met, "
             f"{len(missing)} field(s) still missing). Findings support a reviewer's determination; "
             "they are not a coverage decision.")
-    response = fhir_response(operation_outcome([Issue("informational", text, severity="information")]), status=201)
+    response = fhir_answer(operation_outcome([Issue("informational", text, severity="information")]), status=201)
     response.headers["Location"] = f"/v1/evaluations/{evaluation_id}"
     return response
 

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from service.errors import InvalidInput
 from service.fhir.outcome import FHIR_JSON, Issue, OperationOutcomeError, operation_outcome
 from service.fhir.parse import read_json
+from service.json_output import json_bytes
 
 _CODES = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 409: "conflict",
           413: "too-costly", 429: "throttled"}
@@ -41,6 +42,11 @@ class FhirRoute(APIRoute):
                 return outcome_response(OperationOutcomeError.from_invalid_input(error).to_resource(), 422)
 
         return handle
+
+
+def fhir_answer(resource: dict[str, Any], status: int = 200) -> Response:
+    """A FHIR resource as the answer (orjson: a ~300 kB package is written in a fraction of a ms)."""
+    return Response(json_bytes(resource), status_code=status, media_type=FHIR_JSON, headers={"Cache-Control": "no-store"})
 
 
 def fhir_router() -> APIRouter:

@@ -11,9 +11,8 @@ from fastapi import Query, Request, Response
 
 from service.fhir.dtr.package import library_for
 from service.fhir.outcome import OperationOutcomeError
-from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_base, fhir_body, fhir_router
+from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_base, fhir_body, fhir_router
 from service.web.dependencies import EvaluatorDep, IntakeKey
-from service.web.media import fhir_response
 
 router = fhir_router()
 _ANSWERS = {200: FHIR_ANSWER, 400: FHIR_ANSWER, 404: FHIR_ANSWER}
@@ -57,13 +56,13 @@ def expand_by_url(request: Request, _key: IntakeKey, evaluator: EvaluatorDep,
                   url: Annotated[str, Query(min_length=1, max_length=2000)],
                   valueSetVersion: Annotated[str | None, Query(max_length=200)] = None,
                   filter: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    return fhir_response(_expand(evaluator, fhir_base(request), url=url, version=valueSetVersion, text=filter))
+    return fhir_answer(_expand(evaluator, fhir_base(request), url=url, version=valueSetVersion, text=filter))
 
 
 @router.get("/ValueSet/{value_set_id}/$expand", responses=_ANSWERS, summary="A value set by id, expanded")
 def expand_by_id(value_set_id: str, request: Request, _key: IntakeKey, evaluator: EvaluatorDep,
                  filter: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    return fhir_response(_expand(evaluator, fhir_base(request), identifier=value_set_id, text=filter))
+    return fhir_answer(_expand(evaluator, fhir_base(request), identifier=value_set_id, text=filter))
 
 
 @router.post("/ValueSet/$expand", responses=_ANSWERS, openapi_extra=FHIR_BODY,
@@ -82,5 +81,5 @@ async def expand_by_parameters(request: Request, _key: IntakeKey, evaluator: Eva
     if not isinstance(given.get("url"), str):
         raise OperationOutcomeError.one("required", "url (the value set's canonical) is needed.", "Parameters.parameter",
                                         status=400)
-    return fhir_response(_expand(evaluator, fhir_base(request), url=given["url"], version=given.get("valueSetVersion"),
+    return fhir_answer(_expand(evaluator, fhir_base(request), url=given["url"], version=given.get("valueSetVersion"),
                                  text=given.get("filter") if isinstance(given.get("filter"), str) else None))

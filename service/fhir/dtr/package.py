@@ -10,7 +10,6 @@ carries an ``initialExpression`` in ``text/cql`` naming the define of its field.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import html
 import uuid
@@ -165,8 +164,9 @@ def package_for_evaluation(dictionary: Any, version: Any, result: dict[str, Any]
 
 def dtr_form(questionnaire: dict[str, Any], library: Prepopulation, version: Any) -> dict[str, Any]:
     """An SDC questionnaire made a DTR one: the library, the launch context, a CQL initial
-    expression on each question, a narrative and the policy's effective period."""
-    form = copy.deepcopy(questionnaire)
+    expression on each question, a narrative and the policy's effective period. The questionnaire
+    given (freshly built: ``for_policy`` / ``for_evaluation``) is changed in place and returned."""
+    form = questionnaire
     form["meta"] = {"profile": [*form.get("meta", {}).get("profile", []), DTR_QUESTIONNAIRE]}
     form["version"] = form.get("version") or version.version
     title = html.escape(form.get("title", ""))
