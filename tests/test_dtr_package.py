@@ -192,3 +192,14 @@ def test_questions_the_rules_make_unnecessary_are_gated_by_enable_when(client, i
             {"question": gate, "operator": "!=", "answerCoding": {"system": f"urn:coverage-criteria:choices:{gate}",
                                                                  "code": value}}]
         assert sum("enableWhen" in item for item in items.values()) == 1
+
+
+def test_an_evaluation_missing_nothing_gets_an_empty_form_and_says_so(client, intake_key):
+    complete = client.post("/v1/evaluations", json=FULL_CASE, headers={"X-API-Key": intake_key}).json()
+    assert complete["missing_information"] == []
+    response = package(client, intake_key, ask(context=complete["evaluation_id"]))
+    assert response.status_code == 200
+    (bundle,) = bundles_of(response.json())
+    assert "item" not in bundle["entry"][0]["resource"]
+    (note,) = [p for p in response.json()["parameter"] if p["name"] == "operationOutcome"]
+    assert "missing no information" in note["resource"]["issue"][0]["diagnostics"]

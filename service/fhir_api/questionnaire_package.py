@@ -25,7 +25,8 @@ from service.fhir.dtr.package import (
     policy_questionnaire_url,
     read_request,
 )
-from service.fhir.outcome import Issue, OperationOutcomeError
+from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
+from service.fhir.questionnaire import missing_fields
 from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router, service_root
 from service.store.evaluations import get_evaluation_result
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
@@ -51,6 +52,11 @@ async def questionnaire_package(request: Request, _key: IntakeKey, db: DatabaseD
         result = json.loads(stored)
         version = _version(evaluator, result["policy"]["id"], result["policy"]["version"])
         bundles = [package_for_evaluation(evaluator.dictionary, version, result, ask, root=root)]
+        if not missing_fields(result):  # DTR oper-8: say so rather than hand over an empty form silently
+            text = (f"Evaluation {context} is missing no information: its questionnaire asks nothing, and no "
+                    "documentation is needed for these criteria (a reviewer still decides).")
+            return fhir_answer(parameters(bundles, ask, operation_outcome([Issue("informational", text,
+                                                                                 severity="information")])))
     else:
         bundles = [package_for_policy(evaluator.dictionary, version, ask, root=root)
                    for version in _policies(evaluator, ask, root)]
