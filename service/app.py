@@ -36,6 +36,7 @@ from service.web.media import media_type
 from service.web.ratelimit import RateLimiter
 from service.api.routers import evaluations, health, policies
 from service.cds import routes as cds
+from service.fhir_api import router as fhir_api
 from service.review import notes as review_notes, pages as review_pages
 from service.settings import Settings
 from service.store.database import Database
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(cds.router)
     app.include_router(review_notes.router, prefix="/v1")
     app.include_router(review_pages.router)
+    app.state.public_url = settings.public_url
+    app.include_router(fhir_api)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(OperationOutcomeError, _operation_outcome)
     app.add_exception_handler(RequestValidationError, _invalid_request)

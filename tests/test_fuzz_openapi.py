@@ -34,7 +34,7 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     examples = EXAMPLES["long" if request.config.getoption("--long") else "default"]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14  # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks
+    assert len(operations) == 23  # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks + 9 under /fhir
 
     for operation in operations:
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
@@ -49,7 +49,10 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
             response = case.call()
             where = f"{operation.label} with {holder}: {case.as_curl_command()}"
             assert response.status_code < 500, f"{response.status_code} {response.text} from {where}"
-            if response.status_code >= 400 and (case.media_type or "").endswith("fhir+json") \
+            if response.status_code >= 400 and operation.path.startswith("/fhir/"):  # every error: an OperationOutcome
+                assert response.headers["content-type"][0] == "application/fhir+json", where
+                assert json.loads(response.content)["resourceType"] == "OperationOutcome", where
+            elif response.status_code >= 400 and (case.media_type or "").endswith("fhir+json") \
                     and response.status_code in (400, 422):  # a FHIR request's errors are OperationOutcomes
                 assert response.headers["content-type"][0] == "application/fhir+json", where
                 assert json.loads(response.content)["resourceType"] == "OperationOutcome", where

@@ -110,6 +110,15 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("GET", "/cds-services"): None,
         ("POST", "/cds-services/{service_id}"): None,
         ("POST", "/cds-services/{service_id}/feedback"): None,
+        ("GET", "/fhir/metadata"): None,
+        ("POST", "/fhir/Questionnaire/$questionnaire-package"): "intake",
+        ("POST", "/fhir/$questionnaire-package"): "intake",
+        ("POST", "/fhir/QuestionnaireResponse"): "intake",
+        ("GET", "/fhir/ValueSet/$expand"): "intake",
+        ("POST", "/fhir/ValueSet/$expand"): "intake",
+        ("GET", "/fhir/ValueSet/{value_set_id}/$expand"): "intake",
+        ("POST", "/fhir/Questionnaire/$log-questionnaire-errors"): "intake",
+        ("GET", "/fhir/Questionnaire/$log-questionnaire-errors"): "reviewer",
     }
     for (method, path), role in roles.items():
         operation = paths[path][method.lower()]
@@ -119,7 +128,7 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         if role is None:
             assert "security" not in operation
             continue
-        assert operation["security"] == [{"APIKeyHeader": [role]}]
+        assert operation["security"] == [{"APIKeyHeader": [role]}, {"HTTPBearer": [role]}]  # either header
         assert f"with the `{role}`" in operation["description"]
         assert {"401", "403", "429", "503"} <= set(operation["responses"])
 

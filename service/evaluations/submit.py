@@ -32,17 +32,22 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
         base, earlier = json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
     read = read_bundle(evaluator, bundle, base=base, **query)
     with outcome_errors(read):
-        return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance})
+        return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance},
+                                  notes=read.fhir.notes)
 
 
 def evaluate_and_store(
     evaluator: Evaluator, db: Database, payload: Any, key_id: str,
     idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
+    notes: list[dict[str, Any]] | None = None,
 ) -> tuple[str, bytes] | None:
     """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
     The evaluation's id and result JSON; None, nothing stored, when another request claimed the
-    same Idempotency-Key first."""
+    same Idempotency-Key first. ``notes`` (what the FHIR intake did not read, and conflicts
+    between answers and the chart) go into the result as ``intake_notes``."""
     result = evaluator.evaluate(payload, provenance=provenance)
+    if notes:
+        result["intake_notes"] = notes
     result_json = json_bytes(result)
     stored = save_evaluation(db, idempotency=idempotency, **_stored(result, result_json, payload, key_id))
     return (result["evaluation_id"], result_json) if stored else None

@@ -17,7 +17,8 @@ from typing import Any, Iterable
 
 from service.fhir.outcome import Issue, OperationOutcomeError
 from service.fhir.parse import Located, bundle_entries, validate
-from service.fhir.readers import Context, Found, answers, maybe_read, moment, read, relevant
+from service.fhir.answers import answers
+from service.fhir.readers import Context, Found, maybe_read, moment, read, relevant
 from service.policy.sources import Source, parse_sources
 
 _ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
@@ -33,6 +34,7 @@ class FhirCase:
     payload: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     expressions: dict[str, str] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # values not read, and conflicts, in words
 
 
 _SOURCES: dict[int, tuple[Any, dict[str, tuple[Source, ...]]]] = {}
@@ -84,9 +86,16 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
     if context.issues:
         raise OperationOutcomeError(context.issues)
 
-    case = FhirCase()
+    case = FhirCase(notes=list(context.notes))
     for path, candidates in found.items():
-        usable = [f for f in candidates if f.date is None or datetime.date.fromisoformat(f.date) <= service_date]
+        usable = []
+        for f in candidates:
+            if f.attested or f.date is None or datetime.date.fromisoformat(f.date) <= service_date:
+                usable.append(f)
+            else:  # never dropped in silence: the result says what was not read
+                case.notes.append({"field": path, "reference": f.item.reference, "date": f.date,
+                                   "note": f"Dated after the service date {service_date.isoformat()}: not read "
+                                           f"for {fields[path].label}."})
         if not usable:
             continue
         usable.sort(key=lambda f: f.when)  # stable: on the same date, the later resource ends last
@@ -94,10 +103,16 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
         if fields[path].kind == "code_list":
             value = list(dict.fromkeys(code for f in usable for code in f.value))
             references = list(dict.fromkeys(f.item.reference for f in usable))
-            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, "references": references}
+            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, "references": references,
+                                     **(latest.detail or {})}
         else:
             value = latest.value
-            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date}
+            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, **(latest.detail or {})}
+            conflict = _conflict(usable, fields[path])
+            if conflict is not None:
+                case.provenance[path]["conflict"] = conflict
+                case.notes.append({"field": path, "reference": latest.item.reference, "date": latest.date,
+                                   "note": conflict["why"]})
         case.expressions[path] = latest.expression
         section, dot, name = path.partition(".")
         if dot:
@@ -105,6 +120,25 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
         else:
             case.payload[path] = value
     return case
+
+
+def _conflict(usable: list[Found], spec: Any) -> dict[str, Any] | None:
+    """When the latest answer to a questionnaire and the latest value from the chart differ: both,
+    which was used, and why (the later one, by the answer's authored date)."""
+    answered = [f for f in usable if f.detail and "link_id" in f.detail]
+    charted = [f for f in usable if not (f.detail and "link_id" in f.detail)]
+    if not answered or not charted or answered[-1].value == charted[-1].value:
+        return None
+    answer, chart = answered[-1], charted[-1]
+    used = "answer" if usable[-1] is answer else "chart"
+    def described(f: Found) -> dict[str, Any]:
+        return {"value": f.value, "reference": f.item.reference, "date": f.date, **(f.detail or {})}
+    first, second = (answer, chart) if used == "answer" else (chart, answer)
+    why = (f"{spec.label}: the questionnaire answer ({answer.value}, {answer.item.reference}) and the chart "
+           f"({chart.value}, {chart.item.reference}, {chart.date or 'undated'}) differ; the {used}'s value "
+           f"{first.value} was used, being the later ({first.date or 'undated'} against {second.date or 'undated'}): "
+           "a reviewer should confirm which is right.")
+    return {"answer": described(answer), "chart": described(chart), "used": used, "why": why}
 
 
 def _same_patient(patient: Located | None, items: list[Located]) -> None:

@@ -48,6 +48,8 @@ class Found:
     date: str | None          # the resource's date as written, its day only (2026-10-02)
     when: tuple               # sorts values oldest first; undated resources sort first of all
     expression: str           # FHIRPath of the element the value came from
+    detail: dict[str, Any] | None = None  # more provenance: an answer's linkId, information-origin, author
+    attested: bool = False    # read whatever its date (an answer to this service's questionnaire)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Context:
     service_date: datetime.date
     questionnaires: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical url -> Questionnaire
     issues: list[Issue] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # what was not read, and why (shown in the result)
 
 
 # --- dates ---------------------------------------------------------------------------------------
@@ -330,58 +333,3 @@ _READERS = {
     PatientSource: _patient,
     ScoredQuestionnaireSource: _scored,
 }
-
-
-# --- QuestionnaireResponse items keyed by field path --------------------------------------------
-
-_ANSWER_FORMS = {
-    "boolean": ("valueBoolean",),
-    "integer": ("valueInteger",),
-    "number": ("valueDecimal", "valueInteger", "valueQuantity"),
-    "enum": ("valueCoding", "valueString"),
-    "code_list": ("valueCoding", "valueString"),
-}
-
-
-def answers(item: Located, fields: dict[str, Any], context: Context) -> Iterator[tuple[str, Found]]:
-    """The fields a QuestionnaireResponse answers: each item whose linkId is a field path."""
-    resource = item.resource
-    if item.type != "QuestionnaireResponse" or resource.get("status") not in RESPONSE_READ:
-        return
-    date, when = resource_date(item)
-    for entry, path in walk_items(resource, item.path):
-        spec = fields.get(entry.get("linkId"))
-        given = entry.get("answer")
-        if spec is None or not isinstance(given, list) or not given:
-            continue
-        values = [_answer_value(spec, answer, f"{path}.answer[{i}]", context) for i, answer in enumerate(given)]
-        if any(v is None for v in values):
-            continue
-        if spec.kind == "code_list":
-            yield spec.path, Found(values, item, date, when, f"{path}.answer")
-        elif len(values) > 1:
-            context.issues.append(Issue("value", f"{spec.path} takes one answer, got {len(values)}.", f"{path}.answer"))
-        else:
-            yield spec.path, Found(values[0], item, date, when, f"{path}.answer[0]")
-
-
-def _answer_value(spec: Any, answer: Any, path: str, context: Context) -> Any:
-    forms = _ANSWER_FORMS[spec.kind]
-    form = next((f for f in forms if isinstance(answer, dict) and f in answer), None)
-    if form is None:
-        context.issues.append(Issue("value", f"{spec.path} ({spec.label}) is answered with "
-                                    f"{' or '.join(forms)}.", path))
-        return None
-    value = answer[form]
-    expression = f"{path}.value.ofType({form.removeprefix('value')[0].lower() + form.removeprefix('value')[1:]})"
-    if form == "valueQuantity":
-        unit = getattr(spec, "unit", None)
-        return quantity_value(value, {unit or "1": 1}, spec, f"{path}.value.ofType(Quantity)", context)
-    if form == "valueCoding":
-        expression = f"{path}.value.ofType(Coding).code"
-        value = value.get("code") if isinstance(value, dict) else None
-    if spec.kind == "enum" and value not in (spec.choices or {}):
-        context.issues.append(Issue("code-invalid", f"{value!r} is not an answer for {spec.path}; expected one of "
-                                    f"{', '.join(spec.choices or {})}.", expression))
-        return None
-    return value

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.engine.evaluation import Evaluator
 from service.store.keys import KeyRecord, authenticate
@@ -17,6 +17,11 @@ api_key_header = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
     description="An API key from `coverage-criteria keys create --role intake|reviewer`.",
+)
+# FHIR clients (DTR apps, PAS clients) send credentials as a bearer token: the same API key.
+bearer_header = HTTPBearer(
+    auto_error=False,
+    description="The same API key as `Authorization: Bearer <key>`, as FHIR clients send credentials.",
 )
 
 
@@ -44,8 +49,9 @@ def require_role(role: str):
         request: Request,
         db: DatabaseDep,
         presented: Annotated[str | None, Security(api_key_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_header)],
     ) -> KeyRecord:
-        key = authenticate(db, presented)
+        key = authenticate(db, presented if presented is not None else bearer.credentials if bearer else None)
         if key is None:
             raise HTTPException(401, detail="A valid API key is required in the X-API-Key header.")
         request.state.key_id = key.id
