@@ -348,6 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except Exception as error:  # noqa: BLE001 - a bug of ours: one line saying so, never a traceback
+        message = " ".join(str(error).split())[:300]
+        print(f"internal error ({type(error).__name__}: {message}); please report it with the command that "
+              "caused it", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

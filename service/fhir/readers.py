@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -59,9 +60,12 @@ class Context:
 
 # --- dates ---------------------------------------------------------------------------------------
 
-def moment(text: Any, latest: bool = False) -> tuple[datetime.date, datetime.datetime] | None:
-    """A FHIR date or dateTime as (its day, its instant in UTC); a partial date (2024, 2024-03) is
-    its first day, or with ``latest`` its last day. None when absent or unreadable."""
+def moment(text: Any, latest: bool = False) -> tuple[datetime.date, datetime.timedelta] | None:
+    """A FHIR date or dateTime as (its day, its instant as a sort key: the time since 0001-01-01T00:00Z,
+    which may be negative); a partial date (2024, 2024-03) is its first day, or with ``latest`` its
+    last day. None when absent or unreadable. Any valid FHIR dateTime is read, those whose UTC instant
+    falls outside Python's years 1-9999 too (``0001-01-01T00:00:00+14:00``), and a leap second
+    (``23:59:60``) is the second before it."""
     if not isinstance(text, str) or len(text) < 4:
         return None
     try:
@@ -73,13 +77,22 @@ def moment(text: Any, latest: bool = False) -> tuple[datetime.date, datetime.dat
         elif len(text) == 10:
             day = datetime.date.fromisoformat(text)
         else:
+            leap = _LEAP_SECOND.search(text)
+            if leap:
+                text = text[:leap.start(1)] + "59" + text[leap.end(1):]
             instant = datetime.datetime.fromisoformat(text)
-            if instant.tzinfo is None:
-                instant = instant.replace(tzinfo=datetime.timezone.utc)
-            return instant.date(), instant.astimezone(datetime.timezone.utc)
-    except ValueError:
+            offset = instant.utcoffset() or datetime.timedelta()
+            # Local time minus the offset, as a span from year 1: no datetime outside years 1-9999
+            # is ever made (astimezone would overflow near either end).
+            since = instant.replace(tzinfo=None) - _EPOCH - offset
+            return instant.date(), since
+    except (ValueError, OverflowError):
         return None
-    return day, datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
+    return day, datetime.datetime.combine(day, datetime.time()) - _EPOCH
+
+
+_EPOCH = datetime.datetime(1, 1, 1)
+_LEAP_SECOND = re.compile(r"T\d\d:\d\d:(60)")
 
 
 def _dated(item: Located, *paths: tuple[str, ...]) -> tuple[str | None, tuple]:
@@ -145,6 +158,10 @@ def maybe_read(resource: dict[str, Any]) -> bool:
 
 
 # --- which resources a source reads ----------------------------------------------------------------
+
+SOURCE_TYPES = {ObservationSource: "Observation", ConditionSource: "Condition", ProcedureSource: "Procedure",
+                PatientSource: "Patient", ScoredQuestionnaireSource: "QuestionnaireResponse"}
+
 
 def relevant(source: Source, item: Located) -> bool:
     resource = item.resource
