@@ -316,9 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes replaying the evaluations (default 1)")
     impact.set_defaults(func=cmd_rules_impact)
 
-    serve = commands.add_parser("serve", help="start the REST service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser(
+        "serve", help="start the REST service (on 127.0.0.1:8000 unless --host/--port say otherwise)",
+        description="Start the REST service, the CDS Hooks services and the review page. It listens on "
+                    "127.0.0.1:8000 (loopback only) unless --host and --port say otherwise; migrations run first.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 

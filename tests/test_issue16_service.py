@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from review_browser import chromium, missing_browser
-from servers import start_server
+from servers import ROOT, start_server
 from service.settings import Settings
 from service.store.database import Database
 from service.store.keys import create_key
@@ -275,3 +275,37 @@ def test_finding_12_health_documents_its_answer(client):
     assert ready["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Readiness"}
     assert set(components["ReadinessChecks"]["properties"]) == {"database", "rules"}
     assert client.get("/health").json() == {"status": "ok"}
+
+
+# --- 14. what a new user looks for is written down ------------------------------------------------
+
+
+def test_finding_14_docs_api_lists_every_operation_as_the_openapi_names_it(client):
+    docs = (ROOT / "docs" / "api.md").read_text()
+    rows = set(re.findall(r"^\| `((?:GET|POST|HEAD)[^`]*)`", docs, flags=re.MULTILINE))
+    documented = {(m, path.split("?")[0]) for row in rows for part in row.split("`, `")
+                  for m, _, path in [part.partition(" ")]}
+    paths = client.get("/openapi.json").json()["paths"]
+
+    missing = [(method.upper(), path) for path, operations in paths.items() for method in operations
+               if (method.upper(), path) not in documented]
+    assert missing == []
+
+
+def test_finding_14_the_cli_reference_has_rules_diff_and_rules_impact_and_the_default_policy():
+    docs = (ROOT / "docs" / "api.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+
+    assert "| `rules diff OLD NEW" in docs and "| `rules impact CANDIDATE_DIR" in docs
+    assert "COVERAGE_CRITERIA_DEFAULT_POLICY" in docs
+    assert "| `COVERAGE_CRITERIA_DEFAULT_POLICY` |" in readme
+
+
+def test_finding_14_serve_says_where_it_listens():
+    from service.cli import build_parser
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    readme = (ROOT / "README.md").read_text()
+
+    assert "127.0.0.1:8000" in serve.format_help() and "127.0.0.1:8000" in serve.description
+    assert "listens on\n**127.0.0.1:8000**" in readme or "listens on **127.0.0.1:8000**" in readme
