@@ -23,7 +23,7 @@ from service.fhir import parse
 from service.fhir.intake import MAX_READ, case_from_resources, one_patient
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.parse import MAX_ENTRIES, Located, bundle_entries, read_json
-from service.fhir.readers import moment
+from service.fhir.dates import moment
 from service.store.tables import Evaluation
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -231,6 +231,12 @@ def test_finding_6_the_api_answers_service_dates_at_the_ends_of_the_calendar_wit
     for value in ("0001-01-01", "9999-12-31", FINDING_6):
         answer = post_bundle(client, intake_key, with_date(value, "occurrenceDateTime"))
         assert answer.status_code in (201, 422), answer.text
+    for value in ("0001-01-01", "9999-12-31", "0000-01-01", "2026-02-30", FINDING_6):
+        answer = client.post("/v1/evaluations", params={"service_date": value}, content=json.dumps(example_bundle()),
+                             headers={**FHIR, "X-API-Key": intake_key})
+        assert answer.status_code in (201, 422), answer.text
+        if answer.status_code == 422:
+            assert answer.json()["resourceType"] == "OperationOutcome"
 
 
 @pytest.mark.parametrize("value, status", [(FINDING_6, 0), ("9999-12-31T23:59:59-14:00", 0), ("2026-02-30", 2),

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.parse import Located, bundle_entries, validate
+from service.fhir.dates import moment
 from service.fhir.patients import one_patient
 from service.fhir.readers import (
     SOURCE_TYPES,
@@ -24,7 +25,6 @@ from service.fhir.readers import (
     Found,
     answers,
     maybe_read,
-    moment,
     read,
     relevant,
     walk_items,
