@@ -60,7 +60,7 @@ def parse_json(data: bytes | str) -> Any:
     repeated: list[bool] = []
 
     # Called once per JSON object, so kept to one Python call: that call is most of what the
-    # check costs (a Bundle padded with 260,000 empty objects: 47 ms, against 65 ms with two).
+    # check costs on a body padded with empty objects (a FHIR Bundle of 260,000 empty entries).
     def checked_object(pairs: list[tuple[str, Any]], dict: type = dict, len: Any = len) -> dict[str, Any]:
         result = dict(pairs)
         if len(result) != len(pairs):
