@@ -90,7 +90,7 @@ MIB = 1024 * 1024
 
 def padded_bundles() -> dict[str, str]:
     """The example Bundle, and padded variants of it, as the JSON text a client sends."""
-    from service.fhir.parse import MAX_ENTRIES
+    from service.fhir.parse import MAX_ENTRIES, MAX_OBJECTS
 
     base = json.loads((ROOT / "examples" / "bundle.json").read_text())
     example = json.dumps(base, separators=(",", ":"))
@@ -100,8 +100,9 @@ def padded_bundles() -> dict[str, str]:
         return json.dumps({**base, "entry": base["entry"] + extra}, separators=(",", ":"))
 
     def to_one_mib(template: dict[str, Any], key: str, count: int) -> list[Any]:
-        size = len(json.dumps(template, separators=(",", ":"))) + 1
-        filler = "x" * max(0, (MIB - len(example)) // count - size - 2)
+        """``count`` entries of ``template`` padded so that the Bundle is just under 1 MiB."""
+        entry = len(json.dumps({"resource": {**template, key: "", "id": f"pad-{count}"}}, separators=(",", ":"))) + 1
+        filler = "x" * max(0, (MIB - 1024 - len(example)) // count - entry)
         return [{"resource": {**template, key: filler, "id": f"pad-{i}"}} for i in range(count)]
 
     basic = {"resourceType": "Basic", "code": {"text": "padding"}, "id": ""}
@@ -109,12 +110,16 @@ def padded_bundles() -> dict[str, str]:
         {"system": "http://loinc.org", "code": "8867-4"}]}, "valueQuantity": {"value": 70}, "id": ""}
     return {
         "example": example,
-        "1 MiB of empty entries (finding 3)": bundle([{}] * ((MIB - len(example)) // 3)),
+        "1 MiB of empty entries (finding 3)": bundle([{}] * ((MIB - 1024 - len(example)) // 3)),
         f"{room} empty entries (the most under the cap)": bundle([{}] * room),
         f"1 MiB in {room} unread Basic resources": bundle(to_one_mib(basic, "language", room)),
         f"1 MiB in {room} Observations of another code": bundle(to_one_mib(other, "language", room)),
         "1 MiB in one unread resource of empty objects": bundle(
-            [{"resource": {"resourceType": "Basic", "id": "pad", "extension": [{}] * ((MIB - len(example)) // 3)}}]),
+            [{"resource": {"resourceType": "Basic", "id": "pad", "extension": [{}] * ((MIB - 1024 - len(example)) // 3)}}]),
+        f"{MAX_OBJECTS - 200:,} empty objects in one unread resource (the most under the cap)": bundle(
+            [{"resource": {"resourceType": "Basic", "id": "pad", "extension": [{}] * (MAX_OBJECTS - 200)}}]),
+        "1 MiB of numbers in one unread resource": bundle(
+            [{"resource": {"resourceType": "Basic", "id": "pad", "extension": [0] * ((MIB - 1024 - len(example)) // 2)}}]),
     }
 
 
@@ -161,7 +166,7 @@ def padding(repeat: int) -> dict[str, Any]:
         url = f"sqlite:///{folder}/bench.db"
         Database(url).migrate()
         key = create_key(Database(url), "intake")[1]
-        settings = Settings(data_dir=Path(folder), database_url=url, max_body_bytes=2 * MIB, rate_limit_per_minute=0)
+        settings = Settings(data_dir=Path(folder), database_url=url, rate_limit_per_minute=0)  # 1 MiB bodies
         with TestClient(create_app(settings, evaluator)) as client:
             headers = {"X-API-Key": key, "Content-Type": "application/fhir+json"}
 

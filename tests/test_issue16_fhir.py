@@ -22,7 +22,7 @@ from service.evaluations.bundle import evaluate_bundle, read_bundle
 from service.fhir import parse
 from service.fhir.intake import MAX_READ, case_from_resources, one_patient
 from service.fhir.outcome import OperationOutcomeError
-from service.fhir.parse import MAX_ENTRIES, Located, bundle_entries, read_json
+from service.fhir.parse import MAX_ENTRIES, MAX_OBJECTS, Located, bundle_entries, read_json
 from service.fhir.dates import moment
 from service.store.tables import Evaluation
 
@@ -83,9 +83,46 @@ def test_finding_3_a_1_mib_bundle_of_empty_entries_is_refused_before_the_strict_
         read_json(json.dumps(padded).encode())
 
     [issue] = error.value.issues
+    assert issue.code == "too-costly" and "none was" in issue.diagnostics
+    assert strict_reads == []
+
+
+def test_finding_3_more_entries_than_the_cap_are_refused_naming_bundle_entry_before_the_strict_reader(
+        monkeypatch):
+    padded = example_bundle()
+    padded["entry"] += [{}] * (5 * MAX_ENTRIES)
+    strict_reads = []
+    monkeypatch.setattr(parse, "parse_json", lambda body: strict_reads.append(body))
+
+    with pytest.raises(OperationOutcomeError) as error:
+        read_json(json.dumps(padded).encode())
+
+    [issue] = error.value.issues
     assert (issue.code, issue.expression) == ("too-costly", "Bundle.entry")
     assert f"{len(padded['entry'])} entries" in issue.diagnostics and str(MAX_ENTRIES) in issue.diagnostics
     assert strict_reads == []
+
+
+def test_finding_3_a_body_opening_too_many_objects_is_refused_before_it_is_parsed(monkeypatch):
+    padded = example_bundle()
+    padded["entry"].append({"resource": {"resourceType": "Basic", "extension": [{}] * MAX_OBJECTS}})
+    parsed = []
+    monkeypatch.setattr(parse, "parse_json", lambda body: parsed.append(body))
+    monkeypatch.setattr(parse.orjson, "loads", lambda body: parsed.append(body))
+
+    with pytest.raises(OperationOutcomeError) as error:
+        read_json(json.dumps(padded))
+
+    [issue] = error.value.issues
+    assert issue.code == "too-costly" and str(MAX_OBJECTS) in issue.diagnostics
+    assert parsed == []
+
+
+def test_finding_3_a_body_just_under_the_object_cap_is_read(evaluator):
+    padded = example_bundle()
+    padded["entry"].append({"resource": {"resourceType": "Basic", "extension": [{}] * (MAX_OBJECTS - 200)}})
+
+    assert read_bundle(evaluator, read_json(json.dumps(padded))).case["low_back_pain"]["nrs"] == 7
 
 
 def test_finding_3_the_padded_bundle_gets_an_operation_outcome_and_nothing_is_stored(client, database, intake_key):
@@ -94,7 +131,7 @@ def test_finding_3_the_padded_bundle_gets_an_operation_outcome_and_nothing_is_st
 
     [issue] = outcome(post_bundle(client, intake_key, padded))
 
-    assert issue["code"] == "too-costly" and issue["expression"] == ["Bundle.entry"]
+    assert issue["code"] == "too-costly"
     assert stored(database) == 0
 
 

@@ -15,7 +15,9 @@ against).
 Bounded work: a Bundle holds at most ``MAX_ENTRIES`` entries (more: a 422 ``too-costly`` issue
 naming ``Bundle.entry`` and both counts), counted by a fast C parse before the strict reader
 builds anything, so padding a request with empty entries costs little; the entries not read
-cost a type check each.
+cost a type check each. The strict reader spends one Python call per JSON object, so a FHIR body
+may open at most ``MAX_OBJECTS`` of them (``{`` counted in C, strings included: a 1 MiB
+Bundle of real resources opens a few tens of thousands); more is refused the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _PRIMITIVES = {
 BUNDLE_TYPES = ("document", "message", "transaction", "transaction-response", "batch", "batch-response",
                 "history", "searchset", "collection")
 MAX_ENTRIES = 1000  # entries in one Bundle, empty or not; a PAS request holds tens
+MAX_OBJECTS = 100_000  # "{" in one FHIR body; the example Bundle (10 resources) has 139
 _ISSUE_CODE = {"missing": "required", "model_field_validation.missing": "required", "extra_forbidden": "structure"}
 
 
@@ -78,9 +81,15 @@ def read_json(body: bytes | str) -> Any:
 
 
 def _refuse_padding(body: bytes | str) -> None:
-    """Count a Bundle's entries with orjson (C, about four times faster than the strict reader
-    on a Bundle padded with empty entries); refuse more than MAX_ENTRIES. What orjson cannot read
-    is left to the strict reader, which says why."""
+    """Refuse a body opening more than MAX_OBJECTS objects, then count a Bundle's entries with
+    orjson (C, about four times faster than the strict reader on a Bundle padded with empty
+    entries) and refuse more than MAX_ENTRIES. What orjson cannot read is left to the strict
+    reader, which says why."""
+    braces = body.count(b"{" if isinstance(body, (bytes, bytearray)) else "{")
+    if braces > MAX_OBJECTS:
+        raise OperationOutcomeError.one(
+            "too-costly", f"This body opens {braces} JSON objects (counting every '{{'); at most {MAX_OBJECTS} "
+            "are read in one FHIR request, so none was. Send only the resources that document the request.")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
