@@ -244,7 +244,7 @@ def _mark_roles(schema: dict[str, Any]) -> None:
 def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    for name in QUIET_LOGGERS:  # the EHR client's: warnings only (their INFO and DEBUG lines carry URLs)
+    for name in QUIET_LOGGERS:  # the EHR client's transport: warnings only (its DEBUG lines carry headers)
         config["loggers"][name] = {"level": "WARNING"}
     # Every other library's records reach the same handler, and so its filter, not Python's bare
     # last-resort handler.

@@ -48,7 +48,7 @@ class FhirCase:
     expressions: dict[str, str] = field(default_factory=dict)
 
 
-MAX_READ = 200  # resources read (and validated) from one request: a PAS request reads tens
+MAX_READ = 200  # resources read (and validated) from one Bundle: a PAS request reads tens
 
 
 @dataclass(frozen=True)
@@ -90,26 +90,28 @@ def field_sources(dictionary: Any) -> dict[str, tuple[Source, ...]]:
 def case_from_resources(resources: Iterable[dict[str, Any]], dictionary: Any, *,
                         service_date: datetime.date) -> FhirCase:
     """The case that ``resources`` (plain JSON, e.g. a CDS Hooks prefetch) document on ``service_date``.
-    Raises OperationOutcomeError (expressions start at each resource's type) for invalid input,
-    resources about more than one patient (``one_patient``), or more than MAX_READ resources read."""
+    Raises OperationOutcomeError (expressions start at each resource's type) for invalid input or
+    resources about more than one patient (``one_patient``). The caller bounds their number (CDS
+    Hooks caps each prefetch key and says so in its answer)."""
     return case_from_located([Located(r, str(r.get("resourceType", "Resource"))) if isinstance(r, dict)
                               else Located({}, "Resource") for r in resources], dictionary, service_date)
 
 
 def case_from_located(items: list[Located], dictionary: Any, service_date: datetime.date, *,
-                      orders_too: bool = False) -> FhirCase:
+                      orders_too: bool = False, max_read: int | None = None) -> FhirCase:
     """Validate the resources the dictionary's sources read, read every value, keep the latest.
     Only those resources cost more than a type check: the others are neither validated nor read.
     The Patients and the resources read must be about one patient, and with ``orders_too`` the
-    service and device requests too (a Bundle's order gives its service date)."""
+    service and device requests too (a Bundle's order gives its service date). More than
+    ``max_read`` resources read is refused (``too-costly``) before any is validated."""
     fields = dictionary.fields
     plan = _plan(dictionary)
     urls = {item.resource.get("url") for item in items if item.type == "Questionnaire"} - {None}
     read_items = [item for item in items if _is_read(item, plan, urls)]  # in request order
-    if len(read_items) > MAX_READ:
+    if max_read is not None and len(read_items) > max_read:
         raise OperationOutcomeError.one(
             "too-costly", f"This request holds {len(read_items)} resources the evaluation would read; at most "
-            f"{MAX_READ} are read in one request, so none was. Send the latest ones for each finding.")
+            f"{max_read} are read in one request, so none was. Send the latest ones for each finding.")
     wanted = {item.resource.get("questionnaire") for item in read_items if item.type == "QuestionnaireResponse"}
     questionnaires = [item for item in items if item.type == "Questionnaire" and item.resource.get("url") in wanted]
     patients = [item for item in items if item.type == "Patient"]
@@ -210,7 +212,7 @@ def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = 
         elif isinstance(base.get("service_date"), str):
             day = datetime.date.fromisoformat(base["service_date"])
     day = day or today or datetime.date.today()
-    fhir = case_from_located(items, dictionary, day, orders_too=True)
+    fhir = case_from_located(items, dictionary, day, orders_too=True, max_read=MAX_READ)
     fhir.expressions.update(expressions)
     case: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in fhir.payload.items():

@@ -120,10 +120,11 @@ def _safe_arg(arg: object, outside: bool) -> object:
 safe_log_records = SafeLogRecords()
 REQUEST_LOGGERS = ("service", "service.access", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi",
                    "httpx")
-# The EHR client's HTTP libraries: httpx logs each request's URL at INFO, httpcore its headers at
-# DEBUG; both are kept to warnings whatever level the rest of the logging is set to.
-QUIET_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-                 "httpcore.proxy", "hpack", "h11")
+# The EHR client's HTTP transport: httpcore logs request and response headers at DEBUG (a
+# Content-Location may name the patient); kept to warnings whatever level the rest of the logging
+# is set to. httpx's one line per request (INFO) stays, its URL cut at the resource type above.
+QUIET_LOGGERS = ("httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
+                 "hpack", "h11")
 
 
 class _WarningsOnly(logging.Filter):
@@ -135,8 +136,8 @@ _warnings_only = _WarningsOnly()
 
 
 def make_logs_safe() -> None:
-    """Put the filter on every logger that sees requests, and quiet the HTTP client's loggers (once,
-    however often it is called)."""
+    """Put the filter on every logger that sees requests, and quiet the HTTP transport's loggers
+    (once, however often it is called)."""
     for name in REQUEST_LOGGERS:
         logging.getLogger(name).addFilter(safe_log_records)
     for name in QUIET_LOGGERS:
