@@ -316,9 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes replaying the evaluations (default 1)")
     impact.set_defaults(func=cmd_rules_impact)
 
-    serve = commands.add_parser("serve", help="start the REST service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser(
+        "serve", help="start the REST service (on 127.0.0.1:8000 unless --host/--port say otherwise)",
+        description="Start the REST service, the CDS Hooks services and the review page. It listens on "
+                    "127.0.0.1:8000 (loopback only) unless --host and --port say otherwise; migrations run first.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
@@ -347,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as error:  # noqa: BLE001 - a bug of ours: one line saying so, never a traceback
+        message = " ".join(str(error).split())[:300]
+        print(f"internal error ({type(error).__name__}: {message}); please report it with the command that "
+              "caused it", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class Settings:
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
     public_url: str | None = None
     cds_clients_file: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -37,6 +39,9 @@ class Settings:
         - ``COVERAGE_CRITERIA_PUBLIC_URL``: the service's public base URL (CDS Hooks tokens name
           an endpoint under it as their audience)
         - ``COVERAGE_CRITERIA_CDS_CLIENTS``: JSON file of the CDS Hooks clients trusted, with their keys
+        - ``COVERAGE_CRITERIA_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``)
+          of the reverse proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed;
+          default none: the client address is the connection's, whatever the headers say
         """
         data_dir = Path(environ.get("COVERAGE_CRITERIA_DATA_DIR") or "data").resolve()
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -51,6 +56,7 @@ class Settings:
             rules_dir=Path(rules_dir) if rules_dir else None,
             public_url=(environ.get("COVERAGE_CRITERIA_PUBLIC_URL") or "").rstrip("/") or None,
             cds_clients_file=Path(cds_clients) if cds_clients else None,
+            trusted_proxies=_networks(environ, "COVERAGE_CRITERIA_TRUSTED_PROXIES"),
             max_body_bytes=_whole_number(environ, "COVERAGE_CRITERIA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
             rate_limit_per_minute=_whole_number(
                 environ, "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE, 0
@@ -69,3 +75,14 @@ def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: 
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _networks(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks, each checked (a typo must not trust nobody, or everybody)."""
+    values = tuple(part.strip() for part in (environ.get(name) or "").split(",") if part.strip())
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{name} must list IP addresses or networks (such as 10.0.0.0/8), got {value!r}") from None
+    return values

@@ -125,8 +125,8 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         if path.startswith("/cds-services/"):  # CDS Hooks: the client's JWT, no API key
             assert operation["security"] == [{"CdsHooksJWT": []}]
             continue
-        if role is None:
-            assert "security" not in operation
+        if role is None:  # said as OpenAPI says "no authentication", and in words
+            assert operation["security"] == [] and "Needs no API key or token." in operation["description"]
             continue
         assert operation["security"] == [{"APIKeyHeader": [role]}, {"HTTPBearer": [role]}]  # either header
         assert f"with the `{role}`" in operation["description"]

@@ -9,11 +9,11 @@ reported as an ``Issue`` rather than read raw or skipped in silence.
 
 from __future__ import annotations
 
-import calendar
 import datetime
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from service.fhir.dates import completed_months, completed_years, moment
 from service.fhir.outcome import Issue
 from service.fhir.parse import Located
 from service.policy.sources import (
@@ -62,29 +62,6 @@ class Context:
 
 # --- dates ---------------------------------------------------------------------------------------
 
-def moment(text: Any, latest: bool = False) -> tuple[datetime.date, datetime.datetime] | None:
-    """A FHIR date or dateTime as (its day, its instant in UTC); a partial date (2024, 2024-03) is
-    its first day, or with ``latest`` its last day. None when absent or unreadable."""
-    if not isinstance(text, str) or len(text) < 4:
-        return None
-    try:
-        if len(text) == 4:
-            day = datetime.date(int(text), 12 if latest else 1, 31 if latest else 1)
-        elif len(text) == 7:
-            year, month = int(text[:4]), int(text[5:7])
-            day = datetime.date(year, month, calendar.monthrange(year, month)[1] if latest else 1)
-        elif len(text) == 10:
-            day = datetime.date.fromisoformat(text)
-        else:
-            instant = datetime.datetime.fromisoformat(text)
-            if instant.tzinfo is None:
-                instant = instant.replace(tzinfo=datetime.timezone.utc)
-            return instant.date(), instant.astimezone(datetime.timezone.utc)
-    except ValueError:
-        return None
-    return day, datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
-
-
 def _dated(item: Located, *paths: tuple[str, ...]) -> tuple[str | None, tuple]:
     """The first present date among ``paths`` (element names, nested): as written and as a sort key."""
     for path in paths:
@@ -109,16 +86,6 @@ _DATE_PATHS = {
     "Procedure": (("performedDateTime",), ("performedPeriod", "end"), ("performedPeriod", "start")),
     "QuestionnaireResponse": (("authored",),),
 }
-
-
-def completed_months(start: datetime.date, end: datetime.date) -> int:
-    months = (end.year - start.year) * 12 + end.month - start.month
-    return months - (1 if end.day < start.day else 0)
-
-
-def completed_years(birth: datetime.date, day: datetime.date) -> int:
-    """Age in completed years on ``day``: a birthday on ``day`` counts."""
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
 # --- codes and statuses ---------------------------------------------------------------------------
@@ -148,6 +115,10 @@ def maybe_read(resource: dict[str, Any]) -> bool:
 
 
 # --- which resources a source reads ----------------------------------------------------------------
+
+SOURCE_TYPES = {ObservationSource: "Observation", ConditionSource: "Condition", ProcedureSource: "Procedure",
+                PatientSource: "Patient", ScoredQuestionnaireSource: "QuestionnaireResponse"}
+
 
 def relevant(source: Source, item: Located) -> bool:
     resource = item.resource
