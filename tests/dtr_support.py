@@ -75,7 +75,8 @@ def answer_for(item: dict[str, Any], value: Any) -> dict[str, Any]:
 
 
 def respond(questionnaire: dict[str, Any], answers: dict[str, Any], *, origin: dict[str, str] | None = None,
-            authored: str | None = None, rid: str | None = "dtr-answers-1") -> dict[str, Any]:
+            authored: str | None = None, rid: str | None = "dtr-answers-1",
+            subject: str = "Patient/pat-1") -> dict[str, Any]:
     """A completed response to ``questionnaire``, nested as it is, answering the items ``answers``
     names (each answer's information-origin from ``origin``, default ``manual``)."""
     origin = origin or {}
@@ -96,7 +97,7 @@ def respond(questionnaire: dict[str, Any], answers: dict[str, Any], *, origin: d
     response: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse", "status": "completed",
         "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
-        "subject": {"reference": "Patient/pat-1"},
+        "subject": {"reference": subject},
         "authored": authored or datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
         "item": [a for a in (answered(i) for i in questionnaire.get("item", [])) if a]}
     if rid:

@@ -58,7 +58,7 @@ def test_crd_order_sign_then_dtr_package_cql_prefill_answers_and_a_complete_resu
     assert remaining and not remaining & CHART_FIELDS
     plain = {path: (value["code"] == "Y" if isinstance(value, dict) else value) for path, value in prefilled.items()}
     response = respond(questionnaire, {**plain, **{path: GOOD[path] for path in remaining}},
-                       origin={path: "auto-client" for path in prefilled})
+                       origin={path: "auto-client" for path in prefilled}, subject="Patient/123")  # the EHR's patient
     stored = post_response(cds, intake_key, bundle(response, action["resource"], identifier=None))
     assert stored.status_code == 201, stored.text
 

@@ -121,14 +121,24 @@ def real_examples() -> list[dict[str, Any]]:
     clinical = ("Patient", "Observation", "Condition", "Procedure", "QuestionnaireResponse")
     resources = [json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*.json"))]
     resources = [r for r in resources if r.get("resourceType") in clinical]
-    anonymous = {"resourceType": "Patient", "birthDate": "1958-03-14"}
-    bundles = []
-    for n, resource in enumerate(resources):
-        members = [resource] if resource["resourceType"] == "Patient" else [anonymous, resource]
-        bundles.append(bundle(*members, identifier=f"REAL-{n}-{resource.get('id')}"))
-    everything = [r for r in resources if r["resourceType"] != "Patient"]
-    bundles.append(bundle(anonymous, *everything, identifier="REAL-ALL"))
+    # The files come from several projects, each about its own patient; one request is about one
+    # patient (the intake refuses two), so each file's subject is pointed at one patient here.
+    patient = {"resourceType": "Patient", "id": "real-1", "birthDate": "1958-03-14"}
+    everything = [_about(r, "Patient/real-1") for r in resources if r["resourceType"] != "Patient"]
+    bundles = [bundle(r, identifier=f"REAL-{n}-{r.get('id')}") for n, r in enumerate(resources)
+               if r["resourceType"] == "Patient"]
+    bundles += [bundle(patient, r, identifier=f"REAL-{n}-{r.get('id')}") for n, r in enumerate(everything)]
+    bundles.append(bundle(patient, *everything, identifier="REAL-ALL"))
     return bundles
+
+
+def _about(resource: dict[str, Any], patient: str) -> dict[str, Any]:
+    """A copy of ``resource`` whose subject (or patient) is ``patient``."""
+    copy = json.loads(json.dumps(resource))
+    for element in ("subject", "patient"):
+        if isinstance(copy.get(element), dict):
+            copy[element] = {"reference": patient}
+    return copy
 
 
 def test_real_example_files_prefill_what_the_intake_reads(library, dictionary):
