@@ -21,6 +21,8 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from service.requests.people import name_column, person
 from service.store.database import Database
@@ -60,19 +62,23 @@ def list_queue(db: Database, filters: QueueFilter, *, viewer_key_id: str, limit:
     :class:`~service.store.paging.InvalidCursor` for a cursor this service did not hand out."""
     now = now or utc_now()
     query = _columns()
+    searching = filters.external_id is not None
+    state, policy, priority, assignee, due_at = (
+        _not_indexed(db, column) if searching else column
+        for column in (Request.state, Request.policy_id, Request.priority, Request.assigned_key_id, Request.due_at))
     if filters.state != "all":
-        query = query.where(Request.state == filters.state)
+        query = query.where(state == filters.state)
     if filters.policy is not None:
-        query = query.where(Request.policy_id == filters.policy)
+        query = query.where(policy == filters.policy)
     if filters.priority is not None:
-        query = query.where(Request.priority == filters.priority)
+        query = query.where(priority == filters.priority)
     if filters.assigned == "me":
-        query = query.where(Request.assigned_key_id == viewer_key_id)
+        query = query.where(assignee == viewer_key_id)
     elif filters.assigned == "none":
-        query = query.where(Request.assigned_key_id.is_(None))
+        query = query.where(assignee.is_(None))
     if filters.overdue:
-        query = query.where(Request.state == "open", Request.due_at < now)
-    if filters.external_id is not None:
+        query = query.where(state == "open", due_at < now)
+    if searching:
         if not storable(filters.external_id):
             return Page([], None)
         query = query.where(_starts_with(db, filters.external_id.casefold()))
@@ -115,6 +121,16 @@ def request_of_evaluation(db: Database, evaluation_id: str) -> str | None:
         return None
     with db.session() as session:
         return session.scalar(select(Evaluation.request_id).where(Evaluation.id == evaluation_id))
+
+
+def _not_indexed(db: Database, column: Any) -> Any:
+    """On SQLite, ``+column``: the same value, which the planner may not answer from an index.
+    A reference search must start from its prefix index (a few rows, then sorted by due time);
+    without statistics (no ANALYZE) SQLite took the state index instead, for its order, and
+    read every open request: 220 ms with 100,000 (bench/queue.py), 1 ms this way."""
+    if db.engine.dialect.name != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
 def _starts_with(db: Database, prefix: str) -> Any:
