@@ -5,8 +5,14 @@ runs for them.
 
 A request is opened by an upsert riding the evaluation's group commit (parents first): its id is
 made from (organization, policy, external_id) with a keyed hash, so two first submissions at once
-compute the same id, and the unique constraint on that triple turns the second into a
-resubmission instead of a second request. No lookup happens on the hot path.
+compute the same id, and the primary key turns the second into a resubmission instead of a second
+request. No lookup happens on the hot path.
+
+The primary key is the unique constraint on (organization, external_id, policy): the id is a
+function of that triple. There is deliberately no second unique index on the triple itself:
+PostgreSQL's ``ON CONFLICT`` arbitrates on one index, and two first submissions committed at
+once by two transactions then failed on the other one ("duplicate key value violates unique
+constraint"; tests/test_requests_grouping.py caught it).
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from sqlalchemy import (
     Insert,
     Integer,
     String,
-    UniqueConstraint,
     and_,
     case,
     literal_column,
@@ -42,7 +47,6 @@ STATES = ("open", "decided")
 class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (
-        UniqueConstraint("organization", "external_id", "policy_id", name="uq_requests_identity"),
         CheckConstraint("priority IN ('standard', 'expedited')", name="priority"),
         CheckConstraint("state IN ('open', 'decided')", name="state"),
         # The queue: open (or decided) requests, most urgent first; every state; one reviewer's.
@@ -118,7 +122,7 @@ def request_upsert(dialect_name: str) -> Insert:
         newer = or_(new.latest_at > table.c.latest_at,
                     and_(new.latest_at == table.c.latest_at, new.latest_evaluation_id > table.c.latest_evaluation_id))
         statement = _UPSERTS[dialect_name] = statement.on_conflict_do_update(
-            index_elements=["organization", "external_id", "policy_id"],
+            index_elements=["id"],
             set_={
                 "submissions": table.c.submissions + literal_column("1"),
                 "state": literal_column("'open'"),

@@ -1,5 +1,7 @@
 """Requests: each organization's submissions of one external_id under one policy, grouped, with
 the CMS-0057-F clocks; the secret request ids are made with; evaluations name their request.
+The id is a keyed hash of (organization, policy, external_id), so the primary key is the
+unique constraint on that triple (store/requests.py says why there is no second one).
 
 The evaluations already stored are grouped here: every one but CDS Hooks answers (made by the
 ``cds…`` client keys) joins the request of (``default`` organization, its policy, its
@@ -56,7 +58,6 @@ def upgrade() -> None:
         sa.CheckConstraint("state IN ('open', 'decided')", name="ck_requests_state"),
         sa.ForeignKeyConstraint(["assigned_key_id"], ["api_keys.id"], name="fk_requests_assigned_key_id_api_keys"),
         sa.PrimaryKeyConstraint("id", name="pk_requests"),
-        sa.UniqueConstraint("organization", "external_id", "policy_id", name="uq_requests_identity"),
     )
     op.create_index("ix_requests_state_due_at_id", "requests", ["state", "due_at", "id"])
     op.create_index("ix_requests_due_at_id", "requests", ["due_at", "id"])
