@@ -247,7 +247,9 @@ def _mark_roles(schema: dict[str, Any]) -> None:
             requirements = operation.get("security", [])
             roles = [role for requirement in requirements for role in requirement.get("APIKeyHeader", [])]
             if roles:
-                admitted = " or ".join(f"`{r}`" for r in ROLES[ROLES.index(roles[0]):])
+                # The first scope is the least role of the intake < reviewer order; others are
+                # roles outside it that are admitted too (the metrics' auditor).
+                admitted = " or ".join(f"`{r}`" for r in dict.fromkeys([*ROLES[ROLES.index(roles[0]):], *roles[1:]]))
                 note = f"Needs an API key in `X-API-Key` with the {admitted} role."
                 operation["x-required-role"] = roles[0]
             elif any("CdsHooksJWT" in requirement for requirement in requirements):

@@ -163,3 +163,8 @@ def _from_csv(text: str) -> dict:
     by_scope = {row["scope"]: figures(row) for row in rows}
     return {"from": rows[0]["from"], "to": rows[0]["to"], "overall": by_scope["overall"],
             "by_priority": {"standard": by_scope["standard"], "expedited": by_scope["expedited"]}}
+
+
+def test_the_widest_period_is_answered(recorded):
+    widest = metrics(recorded, datetime.date.min, datetime.date.max, now=NOW)
+    assert widest["overall"]["received"] == len(FIXTURE)

@@ -238,3 +238,12 @@ def test_the_queue_function_takes_the_time_it_is_asked_at(client, intake_key, da
     page = list_queue(database, QueueFilter(overdue=True), viewer_key_id=key_id, now=later)
     assert [r["external_id"] for r in page.results] == ["O-1"] and page.results[0]["overdue"] is True
     assert list_queue(database, QueueFilter(overdue=True), viewer_key_id=key_id).results == []
+
+
+def test_a_filter_holding_a_nul_finds_nothing(client, intake_key, database):
+    submit(client, intake_key, case("N-1"))
+    _, headers = reviewer(database)
+
+    assert queue(client, headers, "policy=a%00b") == []
+    assert queue(client, headers, "external_id=N%00") == []
+    assert client.get("/v1/requests/a%00b", headers=headers).status_code == 404

@@ -38,8 +38,8 @@ def metrics(db: Database, start: datetime.date, end: datetime.date,
     requests received from ``start`` to ``end`` (inclusive)."""
     now = now or utc_now()
     since = datetime.datetime.combine(start, datetime.time(), datetime.UTC)
-    until = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
-    received = (Request.received_at >= since) & (Request.received_at < until)
+    until = datetime.datetime.combine(end, datetime.time.max, datetime.UTC)  # (no day after 9999-12-31)
+    received = (Request.received_at >= since) & (Request.received_at <= until)
     with db.session() as session:
         requests = session.execute(
             select(Request.id, Request.priority, Request.received_at, Request.due_at, Request.state).where(received)

@@ -36,6 +36,12 @@ def submitter_organization(key_id: str) -> str:
     return DEFAULT_ORGANIZATION
 
 
+def organization_scope(key: Any) -> str | None:
+    """The organization whose requests a key (a KeyRecord) may read: an intake key only its own;
+    reviewer (and auditor) keys every one (None)."""
+    return submitter_organization(key.id) if key.role == "intake" else None
+
+
 @dataclass(frozen=True)
 class DueClock:
     """Hours from a request's receipt to its due time, by priority."""

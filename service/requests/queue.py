@@ -78,9 +78,9 @@ def list_queue(db: Database, filters: QueueFilter, *, viewer_key_id: str, limit:
         query = query.where(assignee.is_(None))
     if filters.overdue:
         query = query.where(state == "open", due_at < now)
+    if not all(storable(text) for text in (filters.policy or "", filters.external_id or "")):
+        return Page([], None)  # no stored text holds a NUL (PostgreSQL would refuse to compare one)
     if searching:
-        if not storable(filters.external_id):
-            return Page([], None)
         query = query.where(_starts_with(db, filters.external_id.casefold()))
     with db.session() as session:
         page = soonest_first(session, query, Request.due_at, Request.id, limit, cursor)

@@ -76,4 +76,4 @@ def require_role(role: str, *, also: tuple[str, ...] = ()):
 IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
 ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]
 # The CMS-0057-F figures: reviewers, and auditors (a role that reads the audit trail and the metrics only).
-MetricsKey = Annotated[KeyRecord, Security(require_role("reviewer", also=("auditor",)), scopes=["reviewer"])]
+MetricsKey = Annotated[KeyRecord, Security(require_role("reviewer", also=("auditor",)), scopes=["reviewer", "auditor"])]

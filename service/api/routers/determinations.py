@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from service.determinations.metrics import metrics, metrics_csv
 from service.determinations.record import DeterminationRequest, list_determinations, record_determination
 from service.errors import InvalidInput
-from service.requests.grouping import submitter_organization
+from service.requests.grouping import organization_scope
 from service.web.dependencies import DatabaseDep, IntakeKey, MetricsKey, ReviewerKey
 from service.web.media import media_type, parse_json_body
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
@@ -72,16 +72,14 @@ async def create_determination(request_id: str, request: Request, key: ReviewerK
         404: {"model": ErrorResponse}},
 )
 def read_determinations(request_id: str, key: IntakeKey, db: DatabaseDep) -> JSONResponse:
-    scope = submitter_organization(key.id) if key.role == "intake" else None
-    return JSONResponse({"request_id": request_id,
-                         "determinations": list_determinations(db, request_id, organization=scope)})
+    return JSONResponse({"request_id": request_id, "determinations": list_determinations(
+        db, request_id, organization=organization_scope(key))})
 
 
 @router.get(
     "/metrics",
     summary="The CMS-0057-F figures for the requests received in a period (reviewer or auditor keys); "
             "JSON, or CSV with Accept: text/csv",
-    description="Needs an API key in `X-API-Key` with the `reviewer` or `auditor` role.",
     responses={200: {"content": {"application/json": {"schema": _METRICS}, _CSV: {"schema": {"type": "string"}}}},
                422: {"model": InvalidRequestResponse}},
 )

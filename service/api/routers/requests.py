@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.errors import InvalidInput, NotFound
 from service.requests.assignment import set_assignee
 from service.requests.changes import evaluation_changes
-from service.requests.grouping import submitter_organization
+from service.requests.grouping import organization_scope
 from service.requests.queue import DEFAULT_PAGE, MAX_PAGE, QueueFilter, get_request, list_queue
-from service.store.keys import KeyRecord
 from service.store.paging import InvalidCursor
 from service.web.dependencies import DatabaseDep, IntakeKey, ReviewerKey
 from service.web.media import parse_json_body
@@ -63,11 +62,6 @@ class AssigneeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     assignee: Literal["me"] | None = Field(description='"me" to take the request, null to release it')
-
-
-def organization_scope(key: KeyRecord) -> str | None:
-    """The organization whose requests a key may read: an intake key its own; others every one."""
-    return submitter_organization(key.id) if key.role == "intake" else None
 
 
 @router.get(
