@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select
 
 from cds_client import reactiv8_order
-from cds_support import actions_of, cds, hook, signer  # noqa: F401
+from cds_support import actions_of, cds, fhir_servers, hook, signer  # noqa: F401
 from crd_invariants import coverage_informations, values
 from fhir_support import bundle, nrs, order, patient
 from requests_support import DENIAL_REASON, case

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cds_client import reactiv8_order
-from cds_support import actions_of, cds, hook, signer  # noqa: F401
+from cds_support import actions_of, cds, fhir_servers, hook, signer  # noqa: F401
 from crd_invariants import coverage_informations, values
 from fhir_support import bundle, nrs, order, patient
 from requests_support import case, request_row, submit

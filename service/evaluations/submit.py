@@ -25,14 +25,14 @@ from service.json_output import json_bytes
 from service.requests.grouping import (
     DueClock,
     case_priority,
-    submission_request,
+    request_of_result,
+    request_row,
     submitter_organization,
     with_request_id,
 )
 from service.store.database import Database
-from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_evaluation
+from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_rows
 from service.store.idempotency import IdempotencyClaim
-from service.store.tables import utc_now
 
 
 def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
@@ -67,9 +67,9 @@ def evaluate_and_store(
     result = evaluator.evaluate(payload, provenance=provenance)
     if notes:
         result["intake_notes"] = notes
-    parents, result, stored = _submission(db, result, payload, key_id, organization, opens_request, clock)
-    saved = save_evaluation(db, idempotency=idempotency, parents=parents, **stored)
-    return (result["evaluation_id"], stored["result_json"].encode()) if saved else None
+    rows, result_json = _submission(db, result, payload, key_id, organization, opens_request, clock)
+    saved = save_rows(db, rows, idempotency)
+    return (result["evaluation_id"], result_json) if saved else None
 
 
 async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str, *,
@@ -77,30 +77,32 @@ async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, 
     """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
     less than a hand-off to a thread, and the group commit is awaited without blocking."""
     result = evaluator.evaluate(payload)
-    parents, result, stored = _submission(db, result, payload, key_id, organization, True, clock)
-    await db.writer.commit_async([*parents, evaluation_row(**stored)])
-    return result["evaluation_id"], stored["result_json"].encode()
+    rows, result_json = _submission(db, result, payload, key_id, organization, True, clock)
+    await db.writer.commit_async(rows)
+    return result["evaluation_id"], result_json
 
 
 def _submission(db: Database, result: dict[str, Any], payload: Any, key_id: str, organization: str | None,
-                opens_request: bool, clock: DueClock | None) -> tuple[list, dict[str, Any], dict[str, Any]]:
-    """The rows to commit before the evaluation (its request's), the result naming its request,
-    and the columns of the stored evaluation: the result as returned, the case as received."""
-    at = utc_now()
-    parents, rid = [], None
+                opens_request: bool, clock: DueClock | None) -> tuple[list, bytes]:
+    """The rows to commit, parents first (the request's, then the evaluation's: the result as
+    returned, naming its request, and the case as received), and the result's JSON."""
+    rid = None
     if opens_request:
-        rid, row = submission_request(db, result, priority=case_priority(payload), at=at, clock=clock,
-                                      organization=organization or submitter_organization(key_id))
-        parents.append(row)
-    result = with_request_id(result, rid)
-    return parents, result, {
-        "evaluation_id": result["evaluation_id"],
-        "external_id": result["external_id"],
-        "policy_id": result["policy"]["id"],
-        "policy_version": result["policy"]["version"],
-        "key_id": key_id,
-        "case_json": json_bytes(payload).decode(),
-        "result_json": json_bytes(result).decode(),
-        "request_id": rid,
-        "created_at": at,
-    }
+        organization = organization or submitter_organization(key_id)
+        rid = request_of_result(db, result, organization)
+    result_json = json_bytes(with_request_id(result, rid))
+    evaluation = evaluation_row(
+        evaluation_id=result["evaluation_id"],
+        external_id=result["external_id"],
+        policy_id=result["policy"]["id"],
+        policy_version=result["policy"]["version"],
+        key_id=key_id,
+        case_json=json_bytes(payload).decode(),
+        result_json=result_json.decode(),
+        request_id=rid,
+    )
+    if not opens_request:
+        return [evaluation], result_json
+    request = request_row(db, rid, result, priority=case_priority(payload), organization=organization,
+                          at=evaluation[1]["created_at"], clock=clock)
+    return [request, evaluation], result_json

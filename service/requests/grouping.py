@@ -74,15 +74,19 @@ def case_priority(case: Any) -> str:
     return (case.get("priority") if isinstance(case, dict) else None) or DEFAULT_PRIORITY
 
 
-def submission_request(
-    db: Database, result: dict[str, Any], *, priority: str, organization: str, at: datetime.datetime,
+def request_of_result(db: Database, result: dict[str, Any], organization: str) -> str:
+    """The id of the request that ``result`` (an evaluation not yet stored) opens or resubmits.
+    Reads nothing but, once per database, the id secret."""
+    return request_id(db, organization, result["policy"]["id"], result["external_id"])
+
+
+def request_row(
+    db: Database, rid: str, result: dict[str, Any], *, priority: str, organization: str, at: datetime.datetime,
     clock: DueClock | None = None,
-) -> tuple[str, tuple[Insert, dict[str, Any]]]:
-    """The id of the request that ``result`` (an evaluation not yet stored, accepted ``at``)
-    opens or resubmits, and the request row to commit before the evaluation's own, in the same
-    transaction. Reads nothing but, once per database, the id secret."""
+) -> tuple[Insert, dict[str, Any]]:
+    """The row of request ``rid`` that a submission (``result``, stored ``at``: its evaluation's
+    ``created_at``) writes, to commit before the evaluation's own row, in the same transaction."""
     external_id, policy_id = result["external_id"], result["policy"]["id"]
-    rid = request_id(db, organization, policy_id, external_id)
     row = {
         "id": rid,
         "organization": organization,
@@ -98,7 +102,7 @@ def submission_request(
         "latest_outcome": result["summary"]["outcome"],
         "latest_at": at,
     }
-    return rid, (request_upsert(db.engine.dialect.name), row)
+    return request_upsert(db.engine.dialect.name), row
 
 
 def with_request_id(result: dict[str, Any], rid: str | None) -> dict[str, Any]:

@@ -54,8 +54,13 @@ def save_evaluation(db: Database, *, idempotency: IdempotencyClaim | None = None
     in one transaction; when this returns True, they are committed. Without ``idempotency``: by
     group commit. With it: in a transaction of its own that also records its Idempotency-Key, so
     all are stored or none; False, nothing stored, when another request has claimed the key first."""
-    table, row = evaluation_row(**evaluation)
-    rows = [*parents, (table, row)]
+    return save_rows(db, [*parents, evaluation_row(**evaluation)], idempotency)
+
+
+def save_rows(db: Database, rows: Sequence[tuple[Table | Insert, dict[str, Any]]],
+              idempotency: IdempotencyClaim | None = None) -> bool:
+    """:func:`save_evaluation` of rows already made: parents first, the evaluation's last."""
+    row = rows[-1][1]
     if idempotency is None:
         db.writer.commit(rows)
         return True
