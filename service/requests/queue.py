@@ -127,7 +127,7 @@ def _not_indexed(db: Database, column: Any) -> Any:
     """On SQLite, ``+column``: the same value, which the planner may not answer from an index.
     A reference search must start from its prefix index (a few rows, then sorted by due time);
     without statistics (no ANALYZE) SQLite took the state index instead, for its order, and
-    read every open request: 220 ms with 100,000 (bench/queue.py), 1 ms this way."""
+    read every open request: 220 ms with 100,000 (bench/queue_page.py), 1 ms this way."""
     if db.engine.dialect.name != "sqlite":
         return column
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)

@@ -1,6 +1,6 @@
 """The work queue's first page with many requests stored; print JSON figures.
 
-    python bench/queue.py [--requests 100000] [--backends sqlite postgresql] [--repeat 7]
+    python bench/queue_page.py [--requests 100000] [--backends sqlite postgresql] [--repeat 7]
 
 For each backend it makes a fresh database (SQLite: a temporary file; PostgreSQL: a database it
 creates on 127.0.0.1:5432, or ``COVERAGE_CRITERIA_BENCH_POSTGRES_URL``, and drops; skipped when
@@ -14,16 +14,12 @@ Then it asks for the first page (50) of each queue a reviewer uses, ``--repeat``
 the real app (``GET /v1/requests`` with a reviewer key, in process: the figure is server time,
 routing, key check, query, JSON), and reports the median and the slowest in milliseconds, and the
 same for the second page (the cursor). The goal (issue 18): under 150 ms.
+
+(Not ``bench/queue.py``: run as a script, a file's folder is first on the import path, and a
+``queue.py`` there stood in for the standard library's ``queue`` in every script of bench/.)
 """
 
 from __future__ import annotations
-
-import sys  # noqa: I001 - first: this file's folder must leave the path before anything imports `queue`
-from pathlib import Path
-
-# Run as a script, this folder is sys.path[0], and this file would then stand in for the standard
-# library's `queue` module (which psycopg and the group commit import).
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import datetime
@@ -32,8 +28,10 @@ import os
 import platform
 import secrets
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
