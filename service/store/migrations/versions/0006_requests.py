@@ -9,7 +9,7 @@ external_id), received when the first was stored, standard priority (no stored c
 otherwise), open. Their stored results are left as they were returned (without ``request_id``).
 
 Revision ID: 0006_requests
-Revises: 0003_one_line
+Revises: 0004_dtr
 """
 
 import datetime
@@ -23,7 +23,7 @@ from service.store.requests import make_request_id
 from service.settings import due_hours_from_env
 
 revision = "0006_requests"
-down_revision = "0003_one_line"
+down_revision = "0004_dtr"
 branch_labels = None
 depends_on = None
 
