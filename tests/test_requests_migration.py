@@ -54,12 +54,12 @@ def test_stored_evaluations_are_grouped_into_requests(old_database):
         ("e1", "INTAKE-1", "isass", keys[0]["id"], 0, "information_missing"),
         ("e2", "INTAKE-1", "isass", keys[0]["id"], 30, "all_criteria_met"),
         ("e3", "INTAKE-1", "mp-623", keys[0]["id"], 10, "criteria_not_met"),
-        ("e4", "INTAKE-2", "isass", keys[0]["id"], 5, "criteria_not_met"),
+        ("e4", "INTAKE-2", "isass", keys[0]["id"], 5, None),  # a hand-made row without a summary
         ("e5", "hook-instance-1", "isass", keys[1]["id"], 1, "information_missing"),
     ]
     rows = [{"id": e, "external_id": x, "policy_id": p, "policy_version": "1.0.0", "key_id": k, "case_json": "{}",
-             "result_json": result(e, o), "created_at": moment + datetime.timedelta(minutes=m)}
-            for e, x, p, k, m, o in stored]
+             "result_json": result(e, o) if o else f'{{"evaluation_id":"{e}"}}',
+             "created_at": moment + datetime.timedelta(minutes=m)} for e, x, p, k, m, o in stored]
     with old_database.engine.begin() as connection:
         connection.execute(insert(ApiKey.__table__), keys)
         connection.execute(insert(OLD_EVALUATIONS), rows)
@@ -76,6 +76,7 @@ def test_stored_evaluations_are_grouped_into_requests(old_database):
     assert (first.organization, first.priority, first.state) == ("default", "standard", "open")
     assert as_utc(first.received_at) == moment
     assert as_utc(first.due_at) == moment + datetime.timedelta(days=7)
+    assert requests["isass", "INTAKE-2"].latest_outcome is None
     assert owners == {"e1": first.id, "e2": first.id, "e3": requests["mp-623", "INTAKE-1"].id,
                       "e4": requests["isass", "INTAKE-2"].id, "e5": None}
     assert texts == {row["id"]: row["result_json"] for row in rows}

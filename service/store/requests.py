@@ -73,7 +73,7 @@ class Request(Base):
     submissions: Mapped[int] = mapped_column(Integer)
     # No foreign key: the request row is written before its first evaluation (parents first).
     latest_evaluation_id: Mapped[str] = mapped_column(String(64))
-    latest_outcome: Mapped[str] = mapped_column(String(32))
+    latest_outcome: Mapped[str | None] = mapped_column(String(32))  # None only for a row grouped from odd data
     latest_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
     assigned_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     assigned_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -50,7 +50,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("submissions", sa.Integer(), nullable=False),
         sa.Column("latest_evaluation_id", sa.String(64), nullable=False),
-        sa.Column("latest_outcome", sa.String(32), nullable=False),
+        sa.Column("latest_outcome", sa.String(32), nullable=True),
         sa.Column("latest_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("assigned_key_id", sa.String(32), nullable=True),
         sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),
@@ -116,11 +116,20 @@ def _group_stored_evaluations(secret: bytes) -> None:
         connection.execute(sa.insert(requests), [{
             **group, "organization": "default", "external_id_folded": group["external_id"].casefold(),
             "priority": "standard", "due_at": group["received_at"] + standard, "state": "open",
-            "latest_outcome": json.loads(outcomes[group["latest_evaluation_id"]])["summary"]["outcome"],
+            "latest_outcome": _outcome(outcomes[group["latest_evaluation_id"]]),
         } for group in chunk])
     connection.execute(
         sa.update(evaluations).where(evaluations.c.id == sa.bindparam("evaluation")).values(
             request_id=sa.bindparam("request")), members)
+
+
+def _outcome(result_json: str) -> str | None:
+    """A stored result's ``summary.outcome``; None for a row that holds none (hand-made, say)."""
+    try:
+        outcome = json.loads(result_json)["summary"]["outcome"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return outcome if isinstance(outcome, str) else None
 
 
 def downgrade() -> None:
