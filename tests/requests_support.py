@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sqlalchemy import select
 
 from conftest import FULL_CASE
 from service.store.requests import Request
