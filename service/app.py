@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.supervisors import Multiprocess
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, RefusedRequest
 from service.engine.evaluation import Evaluator
 from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 from service.store.keys import ROLES
@@ -37,10 +37,11 @@ from service.web.middleware import (
 from service.web.docs import DocsPolicyMiddleware, add_redoc
 from service.web.media import media_type
 from service.web.ratelimit import RateLimiter
-from service.api.routers import evaluations, health, policies
+from service.api.routers import determinations, evaluations, health, policies, requests
 from service.cds import routes as cds
 from service.fhir_api import router as fhir_api
 from service.review import notes as review_notes, pages as review_pages
+from service.requests.grouping import DueClock
 from service.settings import Settings
 from service.store.database import Database
 
@@ -89,11 +90,14 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.router.redirect_slashes = False
     app.state.database = database
     app.state.evaluator = evaluator or Evaluator.from_rules_dir(settings.rules_dir)
+    app.state.due_clock = DueClock.from_settings(settings)
     per_minute = settings.rate_limit_per_minute
     app.state.rate_limiter = RateLimiter(per_minute) if per_minute else None
     app.include_router(health.router)
     app.include_router(evaluations.router, prefix="/v1")
     app.include_router(policies.router, prefix="/v1")
+    app.include_router(requests.router, prefix="/v1")
+    app.include_router(determinations.router, prefix="/v1")
     app.state.cds = cds.CdsConfig.from_settings(settings)
     app.include_router(cds.router)
     app.include_router(review_notes.router, prefix="/v1")
@@ -102,6 +106,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(fhir_api)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(OperationOutcomeError, _operation_outcome)
+    app.add_exception_handler(RefusedRequest, _refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
@@ -177,6 +182,16 @@ async def _invalid_input(request: Request, error: InvalidInput) -> JSONResponse:
     return _client_error(request, error)
 
 
+async def _refused(request: Request, error: RefusedRequest) -> JSONResponse:
+    """404, 409…: an OperationOutcome to a FHIR request, ``{"detail"}`` to any other."""
+    if media_type(request.headers.get("content-type")) == FHIR_JSON or media_type(
+            request.headers.get("accept")) == FHIR_JSON:
+        code = {404: "not-found", 409: "conflict"}.get(error.status, "processing")
+        return JSONResponse(OperationOutcomeError.one(code, error.detail).to_resource(), status_code=error.status,
+                            media_type=FHIR_JSON)
+    return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+
 async def _operation_outcome(_request: Request, error: OperationOutcomeError) -> JSONResponse:
     return JSONResponse(error.to_resource(), status_code=error.status, media_type=FHIR_JSON)
 
@@ -232,7 +247,9 @@ def _mark_roles(schema: dict[str, Any]) -> None:
             requirements = operation.get("security", [])
             roles = [role for requirement in requirements for role in requirement.get("APIKeyHeader", [])]
             if roles:
-                admitted = " or ".join(f"`{r}`" for r in ROLES[ROLES.index(roles[0]):])
+                # The first scope is the least role of the intake < reviewer order; others are
+                # roles outside it that are admitted too (the metrics' auditor).
+                admitted = " or ".join(f"`{r}`" for r in dict.fromkeys([*ROLES[ROLES.index(roles[0]):], *roles[1:]]))
                 note = f"Needs an API key in `X-API-Key` with the {admitted} role."
                 operation["x-required-role"] = roles[0]
             elif any("CdsHooksJWT" in requirement for requirement in requirements):

@@ -107,6 +107,13 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("GET", "/v1/evaluations/{evaluation_id}/notes"): "reviewer",
         ("GET", "/v1/evaluations/{evaluation_id}/questionnaire"): "intake",
         ("GET", "/v1/policies/{policy_id}/questionnaire"): "intake",
+        ("GET", "/v1/requests"): "reviewer",
+        ("GET", "/v1/requests/{request_id}"): "intake",
+        ("PUT", "/v1/requests/{request_id}/assignee"): "reviewer",
+        ("GET", "/v1/evaluations/{evaluation_id}/changes"): "reviewer",
+        ("POST", "/v1/requests/{request_id}/determinations"): "reviewer",
+        ("GET", "/v1/requests/{request_id}/determinations"): "intake",
+        ("GET", "/v1/metrics"): "reviewer",
         ("GET", "/cds-services"): None,
         ("POST", "/cds-services/{service_id}"): None,
         ("POST", "/cds-services/{service_id}/feedback"): None,
@@ -128,8 +135,10 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         if role is None:  # said as OpenAPI says "no authentication", and in words
             assert operation["security"] == [] and "Needs no API key or token." in operation["description"]
             continue
-        assert operation["security"] == [{"APIKeyHeader": [role]}, {"HTTPBearer": [role]}]  # either header
+        also = ["auditor"] if path == "/v1/metrics" else []  # outside the intake < reviewer order
+        assert operation["security"] == [{"APIKeyHeader": [role, *also]}, {"HTTPBearer": [role, *also]}]  # either header
         assert f"with the `{role}`" in operation["description"]
+        assert all(f"`{extra}` role" in operation["description"] for extra in also)
         assert {"401", "403", "429", "503"} <= set(operation["responses"])
 
 

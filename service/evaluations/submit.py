@@ -1,5 +1,15 @@
 """Evaluate a case and store it: the one path every face shares (REST JSON and FHIR Bundles,
-CDS Hooks, and the FHIR operations). The caller may acknowledge only after a store returns."""
+CDS Hooks, and the FHIR operations). The caller may acknowledge only after a store returns.
+
+Every stored evaluation opens or resubmits its request (``service.requests.grouping``) in the
+same transaction, and its result names it (``request_id``), except where the caller says it
+opens none (``opens_request=False``: CDS Hooks answers to an ordering clinician). Keywords every
+function here takes after the key id:
+
+- ``organization``: the submitter's organization (default: ``submitter_organization(key_id)``);
+- ``opens_request``: False for an evaluation that is no request (its ``request_id`` is null);
+- ``clock``: the due-time clock (default: from the environment; the app passes its settings').
+"""
 
 from __future__ import annotations
 
@@ -12,14 +22,22 @@ from service.fhir.intake import continued_evaluation
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.parse import read_json
 from service.json_output import json_bytes
+from service.requests.grouping import (
+    DueClock,
+    case_priority,
+    request_of_result,
+    request_row,
+    submitter_organization,
+    with_request_id,
+)
 from service.store.database import Database
-from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_evaluation
+from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_rows
 from service.store.idempotency import IdempotencyClaim
 
 
 def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
                               query: dict[str, str | None],
-                              idempotency: IdempotencyClaim | None = None) -> tuple[str, str] | None:
+                              idempotency: IdempotencyClaim | None = None, **request: Any) -> tuple[str, str] | None:
     """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
     evaluated again (``rules impact``) without FHIR."""
     bundle = read_json(body)
@@ -33,43 +51,58 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
     read = read_bundle(evaluator, bundle, base=base, **query)
     with outcome_errors(read):
         return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance},
-                                  notes=read.fhir.notes)
+                                  notes=read.fhir.notes, **request)
 
 
 def evaluate_and_store(
     evaluator: Evaluator, db: Database, payload: Any, key_id: str,
     idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
-    notes: list[dict[str, Any]] | None = None,
+    notes: list[dict[str, Any]] | None = None, *,
+    organization: str | None = None, opens_request: bool = True, clock: DueClock | None = None,
 ) -> tuple[str, bytes] | None:
-    """Evaluate, serialize once, commit; the caller may acknowledge only after this returns.
-    The evaluation's id and result JSON; None, nothing stored, when another request claimed the
-    same Idempotency-Key first. ``notes`` (what the FHIR intake did not read, and conflicts
-    between answers and the chart) go into the result as ``intake_notes``."""
+    """Evaluate, serialize once, commit (with its request's row); the caller may acknowledge only
+    after this returns. The evaluation's id and result JSON; None, nothing stored, when another
+    request claimed the same Idempotency-Key first. ``notes`` (what the FHIR intake did not read,
+    and conflicts between answers and the chart) go into the result as ``intake_notes``."""
     result = evaluator.evaluate(payload, provenance=provenance)
     if notes:
         result["intake_notes"] = notes
-    result_json = json_bytes(result)
-    stored = save_evaluation(db, idempotency=idempotency, **_stored(result, result_json, payload, key_id))
-    return (result["evaluation_id"], result_json) if stored else None
+    rows, result_json = _submission(db, result, payload, key_id, organization, opens_request, clock)
+    saved = save_rows(db, rows, idempotency)
+    return (result["evaluation_id"], result_json) if saved else None
 
 
-async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str) -> tuple[str, bytes]:
+async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str, *,
+                              organization: str | None = None, clock: DueClock | None = None) -> tuple[str, bytes]:
     """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
     less than a hand-off to a thread, and the group commit is awaited without blocking."""
     result = evaluator.evaluate(payload)
-    result_json = json_bytes(result)
-    await db.writer.commit_async([evaluation_row(**_stored(result, result_json, payload, key_id))])
+    rows, result_json = _submission(db, result, payload, key_id, organization, True, clock)
+    await db.writer.commit_async(rows)
     return result["evaluation_id"], result_json
 
 
-def _stored(result: dict[str, Any], result_json: bytes, payload: Any, key_id: str) -> dict[str, str]:
-    """The columns of a stored evaluation: the result as returned, the case as received."""
-    return {
-        "evaluation_id": result["evaluation_id"],
-        "external_id": result["external_id"],
-        "policy_id": result["policy"]["id"],
-        "policy_version": result["policy"]["version"],
-        "key_id": key_id,
-        "case_json": json_bytes(payload).decode(),
-        "result_json": result_json.decode(),
-    }
+def _submission(db: Database, result: dict[str, Any], payload: Any, key_id: str, organization: str | None,
+                opens_request: bool, clock: DueClock | None) -> tuple[list, bytes]:
+    """The rows to commit, parents first (the request's, then the evaluation's: the result as
+    returned, naming its request, and the case as received), and the result's JSON."""
+    rid = None
+    if opens_request:
+        organization = organization or submitter_organization(key_id)
+        rid = request_of_result(db, result, organization)
+    result_json = json_bytes(with_request_id(result, rid))
+    evaluation = evaluation_row(
+        evaluation_id=result["evaluation_id"],
+        external_id=result["external_id"],
+        policy_id=result["policy"]["id"],
+        policy_version=result["policy"]["version"],
+        key_id=key_id,
+        case_json=json_bytes(payload).decode(),
+        result_json=result_json.decode(),
+        request_id=rid,
+    )
+    if not opens_request:
+        return [evaluation], result_json
+    request = request_row(db, rid, result, priority=case_priority(payload), organization=organization,
+                          at=evaluation[1]["created_at"], clock=clock)
+    return [request, evaluation], result_json

@@ -39,8 +39,9 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 
 
-def require_role(role: str):
-    """A dependency that admits an active key holding ``role`` (401 without one, 403 if short,
+def require_role(role: str, *, also: tuple[str, ...] = ()):
+    """A dependency that admits an active key holding ``role`` (or one of the roles ``also``
+    names, outside the intake < reviewer order: ``auditor``) (401 without one, 403 if short,
     429 with Retry-After when the key has used up its rate limit)."""
 
     # async, so that FastAPI runs it on the event loop: the indexed select it makes costs less than
@@ -62,8 +63,9 @@ def require_role(role: str):
                 detail=f"This key is limited to {limiter.per_minute} requests a minute; retry after {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
-        if not key.has_role(role):
-            raise HTTPException(403, detail=f"This request needs a key with the {role} role.")
+        if key.role not in also and not key.has_role(role):
+            needed = " or ".join((role, *also))
+            raise HTTPException(403, detail=f"This request needs a key with the {needed} role.")
         return key
 
     return authorized_key
@@ -73,3 +75,5 @@ def require_role(role: str):
 # there for API keys); service.app also copies it into each operation's text.
 IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
 ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]
+# The CMS-0057-F figures: reviewers, and auditors (a role that reads the audit trail and the metrics only).
+MetricsKey = Annotated[KeyRecord, Security(require_role("reviewer", also=("auditor",)), scopes=["reviewer", "auditor"])]
