@@ -225,7 +225,7 @@ def determination(outcome: str, **extra) -> Determination:
 @pytest.mark.parametrize("version", [None, "2.2.1"])
 def test_the_reviewers_outcome_becomes_its_review_action_with_the_reason(outcome, code, version):
     request = read_request(request_bundle(version=version))
-    answer = pended_or_decided(request, determination(outcome, npi="1234567893"), request_id="REQ-3", now=NOW)
+    answer = pended_or_decided(request, [("REQ-3", determination(outcome, npi="1234567893"))], now=NOW)
     assert kit_decision_code_present(answer, code) and review_codes(answer) == [code]
     assert kit_unresolved(answer) == []
     assert valid_r4(answer) == []
@@ -245,13 +245,22 @@ def test_the_reviewers_outcome_becomes_its_review_action_with_the_reason(outcome
 def test_without_a_determination_the_inquiry_is_pended():
     for version, outcome in ((None, "queued"), ("2.2.1", "complete")):
         request = read_request(request_bundle(version=version))
-        answer = pended_or_decided(request, None, request_id="REQ-4", now=NOW)
+        answer = pended_or_decided(request, [("REQ-4", None)], now=NOW)
         assert review_codes(answer) == ["A4"] and claim_response(answer)["outcome"] == outcome
+
+
+def test_an_inquiry_matching_two_requests_answers_both_in_one_bundle():
+    request = read_request(request_bundle())
+    answer = pended_or_decided(request, [("REQ-A", None), ("REQ-B", determination("denied"))], now=NOW)
+    responses = [e["resource"] for e in answer["entry"] if e["resource"]["resourceType"] == "ClaimResponse"]
+    assert [(r["preAuthRef"], r["item"][0]["adjudication"][0]["extension"][0]["extension"][0]
+             ["valueCodeableConcept"]["coding"][0]["code"]) for r in responses] == [("REQ-A", "A4"), ("REQ-B", "A3")]
+    assert kit_unresolved(answer) == []
 
 
 def test_the_kits_2_2_0_inquiry_answer_is_wrapped_in_parameters():
     request = read_request(request_bundle(version="2.2.0"))
-    answer = pended_or_decided(request, None, request_id="REQ-5", now=NOW)
+    answer = pended_or_decided(request, [("REQ-5", None)], now=NOW)
     assert answer["resourceType"] == "Parameters" and answer["parameter"][0]["name"] == "return"
 
 

@@ -78,18 +78,22 @@ def decided_claim_response(request: PasRequest, determination: Determination, *,
     return response
 
 
-def pended_or_decided(request: PasRequest, determination: Determination | None, *, request_id: str,
+def pended_or_decided(request: PasRequest, answers: list[tuple[str, Determination | None]], *,
                       now: datetime.datetime) -> dict[str, Any]:
-    """The answer to ``$inquire`` (a PAS inquiry response Bundle, in Parameters for 2.2.0):
-    pended while no closing determination exists, else the reviewer's outcome."""
-    if determination is None:
-        response = claim_response(request, request_id=request_id, now=now, code=pas.PENDED,
-                                  outcome=request.answers.pended_outcome, profile=pas.CLAIM_INQUIRY_RESPONSE)
-        response["disposition"] = DISPOSITION
-    else:
-        response = decided_claim_response(request, determination, request_id=request_id, now=now,
-                                          profile=pas.CLAIM_INQUIRY_RESPONSE)
-    bundle = response_bundle(request, response, [], now=now, profile=pas.INQUIRY_RESPONSE_BUNDLE)
+    """The answer to ``$inquire`` (a PAS inquiry response Bundle, in Parameters for 2.2.0): one
+    ClaimResponse for each ``(request id, closing determination or None)`` of ``answers``, pended
+    while its request has no closing determination, else the reviewer's outcome."""
+    responses = []
+    for request_id, determination in answers:
+        if determination is None:
+            response = claim_response(request, request_id=request_id, now=now, code=pas.PENDED,
+                                      outcome=request.answers.pended_outcome, profile=pas.CLAIM_INQUIRY_RESPONSE)
+            response["disposition"] = DISPOSITION
+        else:
+            response = decided_claim_response(request, determination, request_id=request_id, now=now,
+                                              profile=pas.CLAIM_INQUIRY_RESPONSE)
+        responses.append(response)
+    bundle = response_bundle(request, responses[0], responses[1:], now=now, profile=pas.INQUIRY_RESPONSE_BUNDLE)
     if request.answers.inquire_in_parameters:
         return {"resourceType": "Parameters", "parameter": [{"name": "return", "resource": bundle}]}
     return bundle

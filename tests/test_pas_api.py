@@ -1,0 +1,148 @@
+"""Da Vinci PAS through the real app and a real database (SQLite and PostgreSQL): ``$submit`` and
+``$inquire`` with request Bundles in the IG's and the Inferno kit's shapes (tests/pas_support.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from fhir_support import bmi, condition, nrs, odi_response, procedure
+from pas_support import (
+    KIT_CODE,
+    NONCONFORMANT,
+    claim_response,
+    kit_decision_code_present,
+    kit_unresolved,
+    request_bundle,
+    review_codes,
+)
+from service.fhir.parse import Located, validation_issues
+from service.store.keys import create_key
+from service.store.tables import Evaluation
+from test_fhir_questionnaire import fields_asked, respond
+
+FHIR = {"Content-Type": "application/fhir+json"}
+SUBMIT, INQUIRE = "/fhir/Claim/$submit", "/fhir/Claim/$inquire"
+
+
+def post(client, key, path, body):
+    text = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, content=text, headers={**FHIR, "X-API-Key": key})
+
+
+def stored(database) -> list[tuple[str, dict]]:
+    with database.session() as session:
+        rows = session.execute(select(Evaluation.external_id, Evaluation.case_json).order_by(Evaluation.created_at))
+        return [(external_id, json.loads(case)) for external_id, case in rows]
+
+
+def partial_documentation() -> list[dict]:
+    """Facts a chart holds before the payer's questionnaire: what the FHIR intake reads by code."""
+    return [bmi(31.2), nrs(7), condition("M54.50", "lbp", onset="2024-10-01", recorded="2024-10-01"),
+            procedure("91251008", "pt", "2025-06-01", outcome="385671000"), odi_response([3, 2, 3, 2, 2, 2, 3, 2, 1, 2])]
+
+
+def assert_one_outcome(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"]
+    assert not validation_issues(Located(outcome, "OperationOutcome"))
+    return outcome
+
+
+@pytest.mark.parametrize("version, outcome", [("2.0.1", "queued"), ("2.2.1", "complete")])
+def test_a_conformant_request_is_pended_stored_and_passes_the_kits_checks(client, intake_key, database,
+                                                                         version, outcome):
+    response = post(client, intake_key, SUBMIT, request_bundle(*partial_documentation(), version=version, urgent=True))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    assert response.headers["cache-control"] == "no-store"
+    answer = response.json()
+    assert answer["entry"][0]["resource"]["resourceType"] == "ClaimResponse"
+    assert kit_decision_code_present(answer, "A4") and review_codes(answer) == ["A4"]
+    assert kit_unresolved(answer) == []
+    assert claim_response(answer)["outcome"] == outcome
+    [(external_id, case)] = stored(database)
+    assert external_id == "111099"
+    assert case["priority"] == "expedited" and case["policy"] == "isass-2023-restorative-neurostimulation"
+    assert case["low_back_pain"]["nrs"] == 7
+
+
+@pytest.mark.parametrize("body", [NONCONFORMANT, "{not json", {"resourceType": "Claim"}],
+                         ids=["kit nonconformant", "unparseable", "not a bundle"])
+def test_a_malformed_request_is_one_operation_outcome_400_and_nothing_is_stored(client, intake_key, database, body):
+    assert_one_outcome(post(client, intake_key, SUBMIT, copy.deepcopy(body)), 400)
+    assert stored(database) == []
+
+
+def test_a_value_the_case_refuses_is_400_naming_its_element_and_nothing_is_stored(client, intake_key, database):
+    outcome = assert_one_outcome(post(client, intake_key, SUBMIT, request_bundle(nrs(15))), 400)
+    assert any("value.ofType(integer)" in e for i in outcome["issue"] for e in i.get("expression", []))
+    long_reference = request_bundle(identifier="X" * 200)
+    outcome = assert_one_outcome(post(client, intake_key, SUBMIT, long_reference), 400)
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry[0].resource.identifier[0].value"]
+    assert stored(database) == []
+
+
+def test_a_request_no_policy_reviews_is_422_and_nothing_is_stored(client, intake_key, database):
+    outcome = assert_one_outcome(post(client, intake_key, SUBMIT, request_bundle(code=KIT_CODE)), 422)
+    assert outcome["issue"][0]["code"] == "not-supported"
+    assert stored(database) == []
+
+
+def test_submit_needs_an_intake_key(client):
+    assert client.post(SUBMIT, content=json.dumps(request_bundle()), headers=FHIR).status_code == 401
+
+
+def test_missing_documentation_is_asked_for_and_the_answers_come_back_as_a_resubmission(client, intake_key, database):
+    key = {"X-API-Key": intake_key}
+    first = post(client, intake_key, SUBMIT, request_bundle(*partial_documentation(), identifier="PA-RFI-1")).json()
+    response = claim_response(first)
+    request_id = response["preAuthRef"]
+    asking = next(e["resource"] for e in first["entry"] if e["fullUrl"] == response["communicationRequest"][0]["reference"])
+    assert [p["contentString"] for p in asking["payload"]] == ["102089-0"]
+    context = asking["identifier"][0]["value"]
+
+    # The context is the evaluation id: its questionnaire asks for exactly what is missing.
+    evaluation = client.get(f"/v1/evaluations/{context}", headers=key).json()
+    assert evaluation["external_id"] == "PA-RFI-1" and evaluation["summary"]["outcome"] == "information_missing"
+    questionnaire = client.get(f"/v1/evaluations/{context}/questionnaire", headers=key).json()
+    assert set(evaluation["missing_information"]) <= set(fields_asked(questionnaire))
+
+    # The provider resubmits the request with the completed questionnaire in supportingInfo.
+    again = post(client, intake_key, SUBMIT, request_bundle(respond(questionnaire), identifier="PA-RFI-1"))
+    assert again.status_code == 200, again.text
+    second = claim_response(again.json())
+    assert second["preAuthRef"] == request_id  # the same request, resubmitted
+    assert review_codes(again.json()) == ["A4"] and "communicationRequest" not in second
+    assert [external_id for external_id, _ in stored(database)] == ["PA-RFI-1", "PA-RFI-1"]
+    latest = client.get("/v1/evaluations", params={"external_id": "PA-RFI-1"},
+                        headers={"X-API-Key": create_key(database, "reviewer")[1]}).json()["evaluations"][0]
+    assert latest["summary"]["outcome"] == "all_criteria_met"
+    nrs_evidence = next(e for c in latest["criteria"] for e in c["evidence"] if e["field"] == "low_back_pain.nrs")
+    assert nrs_evidence["source"]["reference"] == "Observation/nrs-1"  # kept from the first submission
+
+
+def test_inquire_answers_pended_while_no_reviewer_has_decided(client, intake_key):
+    submitted = claim_response(post(client, intake_key, SUBMIT, request_bundle(nrs(7), identifier="PA-INQ-1")).json())
+    for version, outcome in (("2.0.1", "queued"), ("2.2.1", "complete")):
+        response = post(client, intake_key, INQUIRE, request_bundle(identifier="PA-INQ-1", version=version))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert kit_decision_code_present(answer, "A4") and review_codes(answer) == ["A4"]
+        assert kit_unresolved(answer) == []
+        inquired = claim_response(answer)
+        assert inquired["preAuthRef"] == submitted["preAuthRef"] and inquired["outcome"] == outcome
+
+
+def test_only_the_submitter_may_inquire(client, intake_key, database):
+    post(client, intake_key, SUBMIT, request_bundle(nrs(7), identifier="PA-INQ-2"))
+    other = create_key(database, "intake", label="another intake system")[1]
+    outcome = assert_one_outcome(post(client, other, INQUIRE, request_bundle(identifier="PA-INQ-2")), 404)
+    unknown = assert_one_outcome(post(client, intake_key, INQUIRE, request_bundle(identifier="PA-NONE")), 404)
+    assert outcome["issue"][0]["diagnostics"] == unknown["issue"][0]["diagnostics"]
+    assert_one_outcome(post(client, intake_key, INQUIRE, NONCONFORMANT), 400)
