@@ -286,3 +286,52 @@ def test_a1_a3_and_a6_are_written_only_by_the_decision_module():
     writers = {path.relative_to(service).as_posix() for path in service.rglob("*.py")
                if re.search(r"""["'](A1|A3|A6)["']""", path.read_text())}
     assert writers == {"fhir/pas/constants.py", "fhir/pas/decision.py"}
+
+
+# --- any damage is an OperationOutcome, never a crash ------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from service.errors import InvalidInput  # noqa: E402
+from service.evaluations.bundle import outcome_errors  # noqa: E402
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=12)
+    | st.sampled_from(["Patient/SubscriberExample", "urn:uuid:x", "#c", "2026-02-30", "2026-11-20T10:00:00Z"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6)
+
+
+def _paths(value, path=()):
+    yield path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        yield from _paths(child, (*path, key))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_damage_to_a_request_is_an_operation_outcome(evaluator, data):
+    bundle = request_bundle(*documentation()[:3], version=data.draw(st.sampled_from([None, "2.2.1"])))
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(bundle) if p]
+        path = data.draw(st.sampled_from(paths))
+        holder = bundle
+        for key in path[:-1]:
+            holder = holder[key]
+        if data.draw(st.booleans()) and isinstance(holder, dict):
+            holder.pop(path[-1])
+        else:
+            holder[path[-1]] = data.draw(JSON_VALUES)
+    try:
+        request = read_request(bundle)
+        choice = choose_policy(request.items, ORDERS, ISASS)
+        read = read_case(request, evaluator.dictionary, policy=choice.policy, sequences=choice.sequences)
+        with outcome_errors(read):
+            result = evaluator.evaluate(read.case, provenance=read.fhir.provenance)
+        answer = pended_response(request, request_id="R", result=result, now=NOW, sequences=choice.sequences)
+    except OperationOutcomeError as error:
+        assert error.status in (400, 422) and error.issues
+        return
+    assert review_codes(answer) == ["A4"] * len(request.items)
