@@ -32,8 +32,8 @@ def clinical_entries(request: PasRequest) -> list[Entry]:
     patient = request.target("patient")
     if patient is not None:
         starts.append(patient)
-    for element, value in _named_references(claim.resource):
-        starts += index.resolve(value, claim) if element else []
+    for _, reference in _named_references(claim.resource):
+        starts += index.resolve(reference, claim)[:1]
     chosen = {entry.index: entry for entry in starts}
     for entry in starts:
         reached, _ = index.closure(entry)
