@@ -23,6 +23,7 @@ from typing import Any
 BASE = "https://prior-auth.davinci.hl7.org/fhir"
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition"
 CPT_64568 = ("http://www.ama-assn.org/go/cpt", "64568")
+AUTHOR = {"resourceType": "Practitioner", "id": "dr-1", "name": [{"family": "REVIEWING", "given": ["DR"]}]}
 KIT_CODE = ("http://codesystem.x12.org/005010/1365", "3")
 REVIEW_ACTION = f"{PAS}/extension-reviewAction"
 REVIEW_ACTION_CODE = f"{PAS}/extension-reviewActionCode"
@@ -46,9 +47,10 @@ def _profile(name: str, version: str | None) -> list[str]:
 def request_bundle(*supporting: dict[str, Any], version: str | None = None, identifier: str = "111099",
                    code: tuple[str, str] = CPT_64568, urgent: bool = False, priority: str = "normal",
                    serviced: str | None = "2026-12-01", birth_date: str = "1974-06-15",
-                   base: str = BASE) -> dict[str, Any]:
+                   base: str = BASE, referenced: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
     """A PAS request Bundle; ``supporting`` resources are added as entries and pointed to from
-    ``Claim.supportingInfo`` (their references to ``Patient/pat-1`` resolve to the subscriber)."""
+    ``Claim.supportingInfo`` (their references to ``Patient/pat-1`` resolve to the subscriber);
+    ``referenced`` ones (what those reference, such as an answer's author) are added as entries."""
     level = "U" if urgent else "E"
     item: dict[str, Any] = {
         "extension": [
@@ -143,6 +145,7 @@ def request_bundle(*supporting: dict[str, Any], version: str | None = None, iden
         })
     if supporting_info:
         claim["supportingInfo"] = supporting_info
+    entries += [(r["resourceType"], copy.deepcopy(r)) for r in referenced]
     return {
         "resourceType": "Bundle",
         "id": "ReferralAuthorizationBundleExample",

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from fhir_support import bmi, condition, nrs, odi_response, procedure
 from pas_support import (
+    AUTHOR,
     KIT_CODE,
     NONCONFORMANT,
     claim_response,
@@ -22,7 +23,9 @@ from pas_support import (
 from service.fhir.parse import Located, validation_issues
 from service.store.keys import create_key
 from service.store.tables import Evaluation
-from test_fhir_questionnaire import fields_asked, respond
+from dtr_support import GOOD, fetch_package
+from dtr_support import respond as dtr_respond
+from test_fhir_questionnaire import fields_asked
 
 FHIR = {"Content-Type": "application/fhir+json"}
 SUBMIT, INQUIRE = "/fhir/Claim/$submit", "/fhir/Claim/$inquire"
@@ -94,12 +97,15 @@ def test_a_request_no_policy_reviews_is_422_and_nothing_is_stored(client, intake
     assert stored(database) == []
 
 
-def test_submit_needs_an_intake_key(client):
-    assert client.post(SUBMIT, content=json.dumps(request_bundle()), headers=FHIR).status_code == 401
+def test_submit_needs_an_intake_key_sent_either_way_and_refusals_are_operation_outcomes(client, intake_key, database):
+    body = json.dumps(request_bundle(identifier="PA-KEY-1"))
+    assert assert_one_outcome(client.post(SUBMIT, content=body, headers=FHIR), 401)["issue"][0]["code"] == "login"
+    assert client.post(SUBMIT, content=body, headers={**FHIR, "Authorization": f"Bearer {intake_key}"}).status_code == 200
+    assert [external_id for external_id, _ in stored(database)] == ["PA-KEY-1"]
 
 
-def test_missing_documentation_is_asked_for_and_the_answers_come_back_as_a_resubmission(client, intake_key, database):
-    key = {"X-API-Key": intake_key}
+def test_missing_documentation_is_asked_for_through_dtr_and_the_answers_come_back_as_a_resubmission(
+        client, intake_key, reviewer_key, database):
     first = post(client, intake_key, SUBMIT, request_bundle(*partial_documentation(), identifier="PA-RFI-1")).json()
     response = claim_response(first)
     request_id = response["preAuthRef"]
@@ -107,24 +113,28 @@ def test_missing_documentation_is_asked_for_and_the_answers_come_back_as_a_resub
     assert [p["contentString"] for p in asking["payload"]] == ["102089-0"]
     context = asking["identifier"][0]["value"]
 
-    # The context is the evaluation id: its questionnaire asks for exactly what is missing.
-    evaluation = client.get(f"/v1/evaluations/{context}", headers=key).json()
+    # The context is the evaluation id: the DTR package for it asks exactly what is missing.
+    evaluation = client.get(f"/v1/evaluations/{context}", headers={"X-API-Key": intake_key}).json()
     assert evaluation["external_id"] == "PA-RFI-1" and evaluation["summary"]["outcome"] == "information_missing"
-    questionnaire = client.get(f"/v1/evaluations/{context}/questionnaire", headers=key).json()
-    assert set(evaluation["missing_information"]) <= set(fields_asked(questionnaire))
+    package = fetch_package(client, intake_key, context=context)
+    questionnaire = package["entry"][0]["resource"]
+    asked = set(fields_asked(questionnaire))
+    assert set(evaluation["missing_information"]) <= asked and "low_back_pain.nrs" not in asked
 
     # The provider resubmits the request with the completed questionnaire in supportingInfo.
-    again = post(client, intake_key, SUBMIT, request_bundle(respond(questionnaire), identifier="PA-RFI-1"))
+    answers = dtr_respond(questionnaire, {path: GOOD[path] for path in asked})
+    again = post(client, intake_key, SUBMIT, request_bundle(answers, identifier="PA-RFI-1", referenced=(AUTHOR,)))
     assert again.status_code == 200, again.text
     second = claim_response(again.json())
     assert second["preAuthRef"] == request_id  # the same request, resubmitted
     assert review_codes(again.json()) == ["A4"] and "communicationRequest" not in second
     assert [external_id for external_id, _ in stored(database)] == ["PA-RFI-1", "PA-RFI-1"]
     latest = client.get("/v1/evaluations", params={"external_id": "PA-RFI-1"},
-                        headers={"X-API-Key": create_key(database, "reviewer")[1]}).json()["evaluations"][0]
-    assert latest["summary"]["outcome"] == "all_criteria_met"
-    nrs_evidence = next(e for c in latest["criteria"] for e in c["evidence"] if e["field"] == "low_back_pain.nrs")
-    assert nrs_evidence["source"]["reference"] == "Observation/nrs-1"  # kept from the first submission
+                        headers={"X-API-Key": reviewer_key}).json()["evaluations"][0]
+    assert latest["summary"]["outcome"] == "all_criteria_met" and latest["missing_information"] == []
+    evidence = {e["field"]: e for c in latest["criteria"] for e in c["evidence"]}
+    assert evidence["low_back_pain.nrs"]["source"]["reference"] == "Observation/nrs-1"  # kept from the first
+    assert evidence["low_back_pain.mechanical"]["source"]["information_origin"] == "manual"  # the DTR answer
 
 
 def test_inquire_answers_pended_while_no_reviewer_has_decided(client, intake_key):

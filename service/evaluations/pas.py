@@ -60,7 +60,7 @@ def submit_claim(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
         read = read_case(request, evaluator.dictionary, policy=choice.policy, sequences=choice.sequences, base=base)
         with outcome_errors(read):
             stored = evaluate_and_store(evaluator, db, read.case, key_id,
-                                        provenance={**earlier, **read.fhir.provenance})
+                                        provenance={**earlier, **read.fhir.provenance}, notes=read.fhir.notes)
     except OperationOutcomeError as error:
         raise OperationOutcomeError(error.issues, MALFORMED) from None
     assert stored is not None  # only an Idempotency-Key claimed first stores nothing
