@@ -298,7 +298,8 @@ from service.evaluations.bundle import outcome_errors  # noqa: E402
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=12)
-    | st.sampled_from(["Patient/SubscriberExample", "urn:uuid:x", "#c", "2026-02-30", "2026-11-20T10:00:00Z"]),
+    | st.sampled_from(["Patient/SubscriberExample", "urn:uuid:x", "#c", "2026-02-30", "2026-11-20T10:00:00Z",
+                       "0001-01-01T00:00:00+14:00"]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=6)
 
