@@ -23,17 +23,15 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from itertools import count
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 from fhir_intake import variants
 from http_load import POSTGRES_ADMIN_URL, database_url, server, wrk
+from sqlalchemy import create_engine, text
 
 LUA = Path(__file__).resolve().parent / "wrk_pas.lua"
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition"

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 
 import pytest
-from sqlalchemy import func, select
-
+from dtr_support import GOOD, fetch_package
+from dtr_support import respond as dtr_respond
 from fhir_support import bmi, condition, nrs, odi_response, procedure
 from pas_support import (
     AUTHOR,
@@ -20,12 +21,13 @@ from pas_support import (
     request_bundle,
     review_codes,
 )
-from service.fhir.parse import Located, validation_issues
-from service.store.keys import create_key
-from service.store.tables import Evaluation
-from dtr_support import GOOD, fetch_package
-from dtr_support import respond as dtr_respond
+from sqlalchemy import select
 from test_fhir_questionnaire import fields_asked
+
+from service.fhir.outcome import OperationOutcomeError
+from service.fhir.parse import Located, validation_issues
+from service.fhir_api.claim_inquire import inquire_claim
+from service.store.tables import Evaluation
 
 FHIR = {"Content-Type": "application/fhir+json"}
 SUBMIT, INQUIRE = "/fhir/Claim/$submit", "/fhir/Claim/$inquire"
@@ -149,10 +151,79 @@ def test_inquire_answers_pended_while_no_reviewer_has_decided(client, intake_key
         assert inquired["preAuthRef"] == submitted["preAuthRef"] and inquired["outcome"] == outcome
 
 
-def test_only_the_submitter_may_inquire(client, intake_key, database):
+def test_only_the_submitting_organization_may_inquire(client, intake_key, database, evaluator):
     post(client, intake_key, SUBMIT, request_bundle(nrs(7), identifier="PA-INQ-2"))
-    other = create_key(database, "intake", label="another intake system")[1]
-    outcome = assert_one_outcome(post(client, other, INQUIRE, request_bundle(identifier="PA-INQ-2")), 404)
+    body = json.dumps(request_bundle(identifier="PA-INQ-2")).encode()
+    assert review_codes(inquire_claim(evaluator, database, body, "default")) == ["A4"]
+    with pytest.raises(OperationOutcomeError) as another:
+        inquire_claim(evaluator, database, body, "another-organization")
     unknown = assert_one_outcome(post(client, intake_key, INQUIRE, request_bundle(identifier="PA-NONE")), 404)
-    assert outcome["issue"][0]["diagnostics"] == unknown["issue"][0]["diagnostics"]
+    assert another.value.status == 404 and another.value.to_resource()["issue"] == unknown["issue"]
     assert_one_outcome(post(client, intake_key, INQUIRE, NONCONFORMANT), 400)
+
+
+# --- the whole flow: pended, asked through DTR, answered, resubmitted, decided by a reviewer, inquired ---
+
+DECISIONS = {
+    "approved": ("A1", "All criteria are met on the resubmitted documentation.", []),
+    "denied": ("A3", ("Not certified: the ODI of 12 % is below the 30 % disability the policy requires "
+                      "(ISASS-RN-05, citing the ISASS 2023 candidate profile)."), ["ISASS-RN-05"]),
+}
+
+
+@pytest.mark.parametrize("outcome", DECISIONS)
+def test_pended_asked_answered_resubmitted_then_the_reviewers_decision_is_inquired(client, intake_key, reviewer_key,
+                                                                                  outcome):
+    code, reason, criteria = DECISIONS[outcome]
+    identifier = f"PA-FLOW-{outcome}"
+    facts = partial_documentation() if outcome == "approved" else \
+        [*partial_documentation()[:4], odi_response([1, 0, 1, 0, 1, 0, 1, 0, 1, 1])]
+    first = post(client, intake_key, SUBMIT, request_bundle(*facts, identifier=identifier)).json()
+    response = claim_response(first)
+    request_id = response["preAuthRef"]
+    asking = next(e["resource"] for e in first["entry"] if e["fullUrl"] == response["communicationRequest"][0]["reference"])
+    questionnaire = fetch_package(client, intake_key, context=asking["identifier"][0]["value"])["entry"][0]["resource"]
+    answers = dtr_respond(questionnaire, {path: GOOD[path] for path in fields_asked(questionnaire)})
+    resubmission = request_bundle(answers, identifier=identifier, referenced=(AUTHOR,))
+
+    again = claim_response(post(client, intake_key, SUBMIT, resubmission).json())
+    assert again["preAuthRef"] == request_id and "communicationRequest" not in again
+    reviewer = {"X-API-Key": reviewer_key}
+    request = client.get(f"/v1/requests/{request_id}", headers=reviewer).json()
+    assert request["submissions"] == 2 and request["state"] == "open"
+    assert request["external_id"] == identifier and request["priority"] == "standard"
+
+    pended = post(client, intake_key, INQUIRE, request_bundle(identifier=identifier)).json()
+    assert review_codes(pended) == ["A4"]  # nobody has decided yet
+
+    decided = client.post(f"/v1/requests/{request_id}/determinations", headers=reviewer, json={
+        "evaluation_id": request["latest_evaluation_id"], "outcome": outcome, "reason": reason,
+        "criteria": criteria, "attestation": True})
+    assert decided.status_code == 201, decided.text
+    for version in ("2.0.1", "2.2.1"):
+        answer = post(client, intake_key, INQUIRE, request_bundle(identifier=identifier, version=version))
+        assert answer.status_code == 200, answer.text
+        assert kit_decision_code_present(answer.json(), code) and review_codes(answer.json()) == [code]
+        assert kit_unresolved(answer.json()) == []
+        final = claim_response(answer.json())
+        assert final["preAuthRef"] == request_id and final["outcome"] == "complete"
+        assert final["processNote"] == [{"number": 1, "type": "display", "text": reason}]
+        reviewed = [e for e in final.get("extension", []) if e["url"].endswith("/extension-claimResponseReviewer")]
+        assert [e["extension"] for e in reviewed] == ([[{"url": "wasHumanReviewedFlag", "valueBoolean": True}]]
+                                                      if version == "2.2.1" else [])
+
+    # A new submission reopens the request: pended again until a reviewer decides on it.
+    post(client, intake_key, SUBMIT, resubmission)
+    assert review_codes(post(client, intake_key, INQUIRE, request_bundle(identifier=identifier)).json()) == ["A4"]
+
+
+def test_an_urgent_claim_opens_an_expedited_request_received_when_submit_was_accepted(client, intake_key, reviewer_key):
+    before = datetime.datetime.now(datetime.UTC)
+    answer = post(client, intake_key, SUBMIT, request_bundle(nrs(7), identifier="PA-URGENT-1", urgent=True)).json()
+    after = datetime.datetime.now(datetime.UTC)
+    request = client.get(f"/v1/requests/{claim_response(answer)['preAuthRef']}", headers={"X-API-Key": reviewer_key}).json()
+    assert request["priority"] == "expedited"
+    received = datetime.datetime.fromisoformat(request["received_at"])
+    assert before - datetime.timedelta(seconds=1) <= received <= after + datetime.timedelta(seconds=1)
+    due = datetime.datetime.fromisoformat(request["due_at"])
+    assert due - received == datetime.timedelta(hours=72)

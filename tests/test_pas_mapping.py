@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
-
 from fhir_support import example_bundle, example_case, nrs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pas_support import (
     CPT_64568,
     KIT_CODE,
@@ -21,14 +22,21 @@ from pas_support import (
     request_bundle,
     review_codes,
 )
+
+from service.evaluations.bundle import outcome_errors
 from service.fhir.outcome import OperationOutcomeError
+from service.fhir.parse import Located, validation_issues
 from service.fhir.pas import constants as pas
 from service.fhir.pas.clinical import clinical_entries, read_case
-from service.fhir.pas.decision import Determination, decided_claim_response, pended_or_decided
+from service.fhir.pas.decision import (
+    Determination,
+    decided_claim_response,
+    pended_or_decided,
+)
 from service.fhir.pas.policy_choice import choose_policy
 from service.fhir.pas.request import read_request
 from service.fhir.pas.response import pended_response
-from service.fhir.parse import Located, validation_issues
+
 
 def valid_r4(bundle: dict) -> list:
     """The R4 problems of a response Bundle and of each of its resources (fhir.resources R4B)."""
@@ -37,7 +45,7 @@ def valid_r4(bundle: dict) -> list:
     return [issue for item in items for issue in validation_issues(item)]
 
 
-NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 ISASS = "isass-2023-restorative-neurostimulation"
 ORDERS = {ISASS: [CPT_64568]}
 
@@ -58,7 +66,7 @@ def evaluate(evaluator, request):
                                               ("2.2.0", "complete"), ("2.2.1", "complete")])
 def test_a_documented_request_is_pended_as_the_kit_checks_a_pend(evaluator, version, outcome):
     request = read_request(request_bundle(*documentation(), version=version))
-    choice, read, result = evaluate(evaluator, request)
+    choice, _, result = evaluate(evaluator, request)
     answer = pended_response(request, request_id="REQ-1", result=result, now=NOW, sequences=choice.sequences)
 
     assert result["summary"]["outcome"] == "all_criteria_met"
@@ -289,12 +297,6 @@ def test_a1_a3_and_a6_are_written_only_by_the_decision_module():
 
 
 # --- any damage is an OperationOutcome, never a crash ------------------------------------------------
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from service.errors import InvalidInput  # noqa: E402
-from service.evaluations.bundle import outcome_errors  # noqa: E402
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=12)

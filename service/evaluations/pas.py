@@ -6,9 +6,9 @@ Errors are one OperationOutcome: 400 for anything wrong with what was sent (the 
 a resource read, a value the case refuses) and for JSON that does not parse; 422 for a request
 whose items no policy here lists. Nothing is stored for either.
 
-Until the requests work lands (issue 18), a request is every evaluation stored by one key under
-one external_id and policy, and its id is the id of its opening evaluation (``request_id_of``);
-a result that names its ``request_id`` is believed first.
+The evaluation opens or resubmits the request of the submitter's organization, the Claim's
+identifier (its ``external_id``) and the chosen policy (``service.requests``), and the answer's
+``preAuthRef`` is that request's id.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from service.fhir.pas.clinical import read_case
 from service.fhir.pas.policy_choice import choose_policy
 from service.fhir.pas.request import MALFORMED, PasRequest, read_request
 from service.fhir.pas.response import pended_response
+from service.requests.grouping import DueClock
+from service.requests.ids import request_id
 from service.store.database import Database
-from service.store.tables import Evaluation
+from service.store.requests import Request
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ def orders_of(evaluator: Evaluator) -> dict[str, list[tuple[str, str]]]:
             for policy, versions in evaluator.catalog.versions.items()}
 
 
-def submit_claim(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
-                 now: datetime.datetime | None = None) -> Submitted:
-    """Check, read, evaluate, store, answer; the answer may be sent once this returns."""
+def submit_claim(evaluator: Evaluator, db: Database, body: bytes, key_id: str, *, organization: str | None = None,
+                 clock: DueClock | None = None, now: datetime.datetime | None = None) -> Submitted:
+    """Check, read, evaluate, store (opening or resubmitting the request of ``organization``,
+    default the key's), answer; the answer may be sent once this returns."""
     bundle = read_json(body)  # 400 when it does not parse
     request = read_request(bundle)
     choice = choose_policy(request.items, orders_of(evaluator), evaluator.catalog.default_policy)
@@ -60,40 +63,22 @@ def submit_claim(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
         read = read_case(request, evaluator.dictionary, policy=choice.policy, sequences=choice.sequences, base=base)
         with outcome_errors(read):
             stored = evaluate_and_store(evaluator, db, read.case, key_id,
-                                        provenance={**earlier, **read.fhir.provenance}, notes=read.fhir.notes)
+                                        provenance={**earlier, **read.fhir.provenance}, notes=read.fhir.notes,
+                                        organization=organization, clock=clock)
     except OperationOutcomeError as error:
         raise OperationOutcomeError(error.issues, MALFORMED) from None
     assert stored is not None  # only an Idempotency-Key claimed first stores nothing
     result = orjson.loads(stored[1])
-    request_id = request_id_of(db, result, key_id)
-    answer = pended_response(request, request_id=request_id, result=result,
-                             now=now or datetime.datetime.now(datetime.timezone.utc), sequences=choice.sequences)
-    return Submitted(request, request_id, result, answer)
+    answer = pended_response(request, request_id=result["request_id"], result=result,
+                             now=now or datetime.datetime.now(datetime.UTC), sequences=choice.sequences)
+    return Submitted(request, result["request_id"], result, answer)
 
 
-# --- stand-ins until the requests work (issue 18) lands ---------------------------------------------
-
-def request_id_of(db: Database, result: dict[str, Any], key_id: str) -> str:
-    """The id of the request an evaluation opened or resubmitted: the result's ``request_id`` when
-    it names one, else the id of the first evaluation this key stored under the same external_id
-    and policy."""
-    named = result.get("request_id")
-    if isinstance(named, str) and named:
-        return named
-    opening = select(Evaluation.id).where(
-        Evaluation.external_id == result["external_id"], Evaluation.key_id == key_id,
-        Evaluation.policy_id == result["policy"]["id"]).order_by(Evaluation.created_at, Evaluation.id).limit(1)
+def requests_named(db: Database, evaluator: Evaluator, external_id: str, organization: str) -> list[str]:
+    """The ids of ``organization``'s requests under ``external_id``, one per policy, oldest first;
+    none for another organization's (it cannot tell them from unknown ones)."""
+    ids = [request_id(db, organization, policy, external_id) for policy in evaluator.catalog.versions]
+    query = select(Request.id).where(Request.id.in_(ids), Request.organization == organization) \
+        .order_by(Request.received_at, Request.id)
     with db.session() as session:
-        return session.scalar(opening) or result["evaluation_id"]
-
-
-def requests_named(db: Database, external_id: str, key_id: str) -> list[str]:
-    """The ids of the requests this key opened under ``external_id`` (one per policy), oldest first."""
-    query = select(Evaluation.id, Evaluation.policy_id).where(
-        Evaluation.external_id == external_id, Evaluation.key_id == key_id).order_by(Evaluation.created_at, Evaluation.id)
-    with db.session() as session:
-        rows = session.execute(query).all()
-    opening: dict[str, str] = {}
-    for evaluation_id, policy_id in rows:
-        opening.setdefault(policy_id, evaluation_id)
-    return list(opening.values())
+        return list(session.scalars(query))

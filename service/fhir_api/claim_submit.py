@@ -32,5 +32,5 @@ _BUNDLE_BODY = {"requestBody": {"required": True, "content": {FHIR_JSON: {"schem
 )
 async def submit(request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep) -> Response:
     body = await request.body()
-    submitted = await run_in_threadpool(submit_claim, evaluator, db, body, key.id)
+    submitted = await run_in_threadpool(submit_claim, evaluator, db, body, key.id, clock=request.app.state.due_clock)
     return fhir_answer(submitted.answer)

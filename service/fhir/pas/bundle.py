@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from service.fhir.outcome import Issue
 from service.fhir.parse import Located
@@ -75,7 +76,7 @@ class BundleIndex:
                 self._by_type_id.setdefault((entry.type, rid), []).append(entry)
 
     @classmethod
-    def of(cls, bundle: dict[str, Any]) -> "BundleIndex":
+    def of(cls, bundle: dict[str, Any]) -> BundleIndex:
         entries = bundle.get("entry")
         found = []
         for index, entry in enumerate(entries if isinstance(entries, list) else []):

@@ -50,7 +50,7 @@ class Determination:
             raise ValueError("a determination names the reviewer who recorded it")
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Determination":
+    def from_record(cls, record: dict[str, Any]) -> Determination:
         """From the contract's JSON shape: ``id``, ``outcome``, ``reason``, ``recorded_at``,
         ``reviewer {key_id, name[, npi]}``."""
         reviewer = record.get("reviewer") or {}

@@ -10,8 +10,8 @@ would otherwise file it under a policy it was not asked about.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from service.fhir.outcome import Issue, OperationOutcomeError
 from service.fhir.pas.request import Item

@@ -34,7 +34,7 @@ DISPOSITION = ("Pended for review by the payer's clinical reviewer. The criteria
 
 
 def instant(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def review_action(code: str) -> list[dict[str, Any]]:
