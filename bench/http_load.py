@@ -130,9 +130,10 @@ def measure(base_url: str, key: str, pid: int, url: str, cases_file: Path, level
     return results
 
 
-def wrk(url: str, in_flight: int, seconds: float, env: dict[str, str], server_pid: int) -> dict[str, Any]:
-    """One wrk run; its figures with the CPU each party spent."""
-    command = ["wrk", "-t1", f"-c{in_flight}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(LUA), url]
+def wrk(url: str, in_flight: int, seconds: float, env: dict[str, str], server_pid: int,
+        script: Path = LUA) -> dict[str, Any]:
+    """One wrk run (``script``: the Lua that writes its requests); its figures with the CPU each party spent."""
+    command = ["wrk", "-t1", f"-c{in_flight}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script), url]
     with Stopwatch(server_pid) as watch:
         done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("WRK-JSON ")]

@@ -34,9 +34,9 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     examples = EXAMPLES["long" if request.config.getoption("--long") else "default"]
     operations = [result.ok() for result in schema.get_all_operations()]
-    # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks + 9 under /fhir + 4 requests
+    # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks + 11 under /fhir (2 of them PAS) + 4 requests
     # + 3 determinations and metrics
-    assert len(operations) == 30
+    assert len(operations) == 32
 
     for operation in operations:
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))

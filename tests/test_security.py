@@ -126,6 +126,8 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("GET", "/fhir/ValueSet/{value_set_id}/$expand"): "intake",
         ("POST", "/fhir/Questionnaire/$log-questionnaire-errors"): "intake",
         ("GET", "/fhir/Questionnaire/$log-questionnaire-errors"): "reviewer",
+        ("POST", "/fhir/Claim/$submit"): "intake",
+        ("POST", "/fhir/Claim/$inquire"): "intake",
     }
     for (method, path), role in roles.items():
         operation = paths[path][method.lower()]

@@ -41,17 +41,25 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, k
     """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
     evaluated again (``rules impact``) without FHIR."""
     bundle = read_json(body)
-    base, earlier = None, {}
-    if (continued := continued_evaluation(bundle)) is not None:  # answers to an evaluation's questionnaire
-        base_json = get_evaluation_case(db, continued)
-        if base_json is None:
-            raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
-                                            "an evaluation this service does not hold.")
-        base, earlier = json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
+    base, earlier = continued_case(db, bundle)
     read = read_bundle(evaluator, bundle, base=base, **query)
     with outcome_errors(read):
         return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance},
                                   notes=read.fhir.notes, **request)
+
+
+def continued_case(db: Database, bundle: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """When a QuestionnaireResponse of the Bundle answers an evaluation's questionnaire: that
+    evaluation's stored case (the Bundle's values complete it) and the FHIR sources of its evidence
+    (so values taken from it keep citing where they came from); else ``(None, {})``."""
+    continued = continued_evaluation(bundle)
+    if continued is None:
+        return None, {}
+    base_json = get_evaluation_case(db, continued)
+    if base_json is None:
+        raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
+                                        "an evaluation this service does not hold.")
+    return json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
 
 
 def evaluate_and_store(

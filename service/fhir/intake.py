@@ -205,13 +205,15 @@ class BundleCase:
 
 def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = None, policy: str | None = None,
                      service_date: str | None = None, today: datetime.date | None = None,
-                     base: dict[str, Any] | None = None) -> BundleCase:
+                     base: dict[str, Any] | None = None, items: list[Located] | None = None) -> BundleCase:
     """The case a Bundle documents. ``external_id`` defaults to ``Bundle.identifier.value`` (an
     OperationOutcome when neither exists), ``service_date`` (YYYY-MM-DD) to the occurrence date of
     the Bundle's service or device request, else ``today``. With ``base`` (the stored case of the
     evaluation whose questionnaire the Bundle answers), the Bundle's values complete that case:
-    its own values win, and the base gives the external_id, policy and service date it lacks."""
-    items = bundle_entries(bundle)
+    its own values win, and the base gives the external_id, policy and service date it lacks.
+    With ``items`` (entries of the Bundle, already checked), only those are read: a PAS Claim's
+    supporting information and what it references."""
+    items = bundle_entries(bundle) if items is None else items
     base = base or {}
     expressions: dict[str, str] = {}
     if external_id is None:

@@ -110,8 +110,10 @@ def _status(resource: dict[str, Any]) -> Any:
 
 
 def maybe_read(resource: dict[str, Any]) -> bool:
-    """False for a resource whose status says it is never read (so it is not validated either)."""
-    return _status(resource) not in _NEVER_READ
+    """False for a resource whose status says it is never read (so it is not validated either);
+    a status that is not even a string is read, so that validation names it."""
+    status = _status(resource)
+    return not isinstance(status, str) or status not in _NEVER_READ
 
 
 # --- which resources a source reads ----------------------------------------------------------------

@@ -6,7 +6,8 @@ per operation, every error one OperationOutcome (``routing``).
 - ``questionnaire_response``: ``POST /fhir/QuestionnaireResponse``, answers completing an evaluation;
 - ``valueset_expand``: ``ValueSet/$expand`` for the packages' value sets;
 - ``log_questionnaire_errors``: DTR ``$log-questionnaire-errors``, stored and listed;
-- ``claim_submit``, ``claim_inquire``: PAS (another module's work, composed here).
+- ``claim_submit``: Da Vinci PAS ``Claim/$submit``, the request pended (docs/pas.md);
+- ``claim_inquire``: Da Vinci PAS ``Claim/$inquire``, pended until a reviewer decides.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.fhir_api import (
+    claim_inquire,
+    claim_submit,
     log_questionnaire_errors,
     metadata,
     questionnaire_package,
@@ -22,5 +25,6 @@ from service.fhir_api import (
 )
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
-for _module in (metadata, questionnaire_package, questionnaire_response, valueset_expand, log_questionnaire_errors):
+for _module in (metadata, questionnaire_package, questionnaire_response, valueset_expand, log_questionnaire_errors,
+                claim_submit, claim_inquire):
     router.include_router(_module.router)

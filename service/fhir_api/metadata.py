@@ -24,8 +24,12 @@ OPERATIONS = (
     ("ValueSet", "expand", "http://hl7.org/fhir/OperationDefinition/ValueSet-expand",
      "The value sets the questionnaire packages use."),
     ("Claim", "submit", f"{PAS_OPERATIONS}/Claim-submit",
-     "A PAS request Bundle evaluated against the policy its items' codes select; answered pended."),
-    ("Claim", "inquire", f"{PAS_OPERATIONS}/Claim-inquire", "The current ClaimResponse of a request."),
+     "A PAS request Bundle evaluated against the policy its items' codes select; answered pended "
+     "(X12 306 A4), with a request for information (LOINC 102089-0) when documentation is missing."),
+    # The IG's OperationDefinition for $inquire is Claim-inquiry (ClaimOperation.fsh), not Claim-inquire.
+    ("Claim", "inquire", f"{PAS_OPERATIONS}/Claim-inquiry",
+     "The current ClaimResponse of a request: pended until a reviewer's closing determination (A1, A3, A6 "
+     "with the reason)."),
 )
 SERVER_LEVEL = (("questionnaire-package", f"{DTR_OPERATIONS}/questionnaire-package"),)
 
