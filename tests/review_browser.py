@@ -63,6 +63,9 @@ class ReviewServer:
     intake_key: str
     evaluation_id: str
     external_id: str
+    database_url: str
+    bundle_evaluation_id: str  # examples/bundle.json: FHIR evidence, an old Procedure, CPT 64568
+
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -99,6 +102,12 @@ def review_server(data_dir: Path, notes: bool = False) -> Iterator[ReviewServer]
         response = httpx.post(f"{base_url}/v1/evaluations", json=case, headers={"X-API-Key": intake_key})
         response.raise_for_status()
         evaluation_id = response.json()["evaluation_id"]
+        bundle = httpx.post(
+            f"{base_url}/v1/evaluations",
+            content=(ROOT / "examples" / "bundle.json").read_bytes(),
+            headers={"X-API-Key": intake_key, "Content-Type": "application/fhir+json"},
+        )
+        bundle.raise_for_status()
         if notes:
             for criterion, text in (
                 ("ISASS-RN-04", "Pain diary for October shows NRS 5 to 7; asked the clinic for the latest visit note."),
@@ -109,7 +118,10 @@ def review_server(data_dir: Path, notes: bool = False) -> Iterator[ReviewServer]
                     json={"criterion": criterion, "text": text},
                     headers={"X-API-Key": reviewer_key},
                 ).raise_for_status()
-        yield ReviewServer(base_url, reviewer_key, reviewer_key_id, intake_key, evaluation_id, case["external_id"])
+        yield ReviewServer(
+            base_url, reviewer_key, reviewer_key_id, intake_key, evaluation_id, case["external_id"], url,
+            bundle.json()["evaluation_id"],
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from service.review.words import iso
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_result
 from service.store.tables import ApiKey, Base, as_utc, storable, utc_now
@@ -21,6 +22,7 @@ SESSION_IDLE = datetime.timedelta(minutes=30)
 SESSION_LIFETIME = datetime.timedelta(hours=8)
 SESSION_REFRESH_STEP = datetime.timedelta(minutes=1)
 MAX_NOTE_LENGTH = 4000
+_KEY_NAME = getattr(ApiKey, "name", None)  # a reviewer's name, once the keys table has the column
 
 
 class ReviewSession(Base):
@@ -55,8 +57,13 @@ class SignedIn:
 
     key_id: str
     key_label: str | None
+    name: str | None
     csrf_token: str
     expires_at: datetime.datetime
+
+    @property
+    def reviewer(self) -> dict[str, str | None]:
+        return {"key_id": self.key_id, "name": self.name}
 
 
 def open_session(db: Database, key_id: str) -> str:
@@ -108,7 +115,8 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
             )
     else:
         expires_at = as_utc(stored.expires_at)
-    return SignedIn(key.id, key.label, stored.csrf_token, expires_at)
+    name = getattr(key, "name", None)
+    return SignedIn(key.id, key.label, name, stored.csrf_token, expires_at)
 
 
 def close_session(db: Database, token: str | None) -> None:
@@ -168,5 +176,10 @@ def _note_dict(
     }
 
 
-def iso(moment: datetime.datetime) -> str:
-    return as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
+def reviewer_names(db: Database, key_ids: set[str]) -> dict[str, str | None]:
+    """The display name of each key (``keys create --name``); None for a key without one, and for
+    every key while the keys table has no names (the organizations work adds the column)."""
+    if _KEY_NAME is None or not key_ids:
+        return {}
+    with db.session() as session:
+        return dict(session.execute(select(ApiKey.id, _KEY_NAME).where(ApiKey.id.in_(key_ids))).tuples())
