@@ -134,6 +134,56 @@ def sign_in(page, server: ReviewServer, key: str | None = None) -> None:
         page.press("#key", "Enter")
 
 
+def open_session_for(page, server: ReviewServer) -> None:
+    """Sign ``page`` in without the form: a session made in the database, its cookie set in the
+    browser. For tests about something else than signing in, which the sign-in limit (10 attempts
+    a minute from one address) would otherwise hold up."""
+    from service.review.sessions import SESSION_COOKIE
+    from service.review.store import open_session
+
+    database = Database(server.database_url)
+    try:
+        token = open_session(database, server.reviewer_key_id)
+    finally:
+        database.dispose()
+    host = server.base_url.split("//", 1)[1].split(":", 1)[0]
+    page.context.add_cookies(  # as the server sets it, so its own Set-Cookie replaces this one
+        [{"name": SESSION_COOKIE, "value": token, "domain": host, "path": "/review", "httpOnly": True, "sameSite": "Strict"}]
+    )
+
+
+def end_sessions(server: ReviewServer) -> None:
+    """Every review session ends now, as after 30 idle minutes (the server reads the same database)."""
+    from sqlalchemy import update
+
+    from service.review.store import ReviewSession
+    from service.store.tables import utc_now
+
+    database = Database(server.database_url)
+    try:
+        with database.transaction() as session:
+            session.execute(update(ReviewSession).values(expires_at=utc_now()))
+    finally:
+        database.dispose()
+
+
+def pdf_pages(pdf: Path) -> list[str]:
+    """The PDF's text, page by page (pdftotext, from poppler-utils)."""
+    import subprocess
+
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return [page for page in text.split("\f") if page.strip()]
+
+
+def pdf_page_size(pdf: Path) -> str:
+    """``612 x 792`` (US Letter) or ``595.276 x 841.89`` (A4), in points (pdfinfo)."""
+    import re
+    import subprocess
+
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return re.search(r"Page size:\s+([\d.]+ x [\d.]+) pts", info).group(1)
+
+
 def pdf_to_png(pdf: Path, png: Path, resolution: int = 110) -> None:
     """The PDF's first page as a PNG (pdftoppm, from poppler-utils)."""
     import subprocess

@@ -24,10 +24,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, review_server(Path(scratch), notes=True) as server, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1500}, device_scale_factor=1)
         sign_in(page, server)
-        page.goto(server.url(f"/review/evaluations/{server.evaluation_id}"))
+        page.goto(server.url(f"/review/evaluations/{server.bundle_evaluation_id}"))
         page.screenshot(path=str(DOCS / "review-screen.png"))
         pdf = Path(scratch) / "review.pdf"
-        page.pdf(path=str(pdf), format="A4", print_background=True)
+        page.pdf(path=str(pdf), prefer_css_page_size=True, print_background=True)  # US Letter, as the page asks
         pdf_to_png(pdf, DOCS / "review-print.png")
     print(f"wrote {DOCS / 'review-screen.png'} and {DOCS / 'review-print.png'}")
 

@@ -447,7 +447,7 @@ def test_a_note_from_the_form_is_stored_and_shown_as_text(signed_in, database, r
     response = signed_in.post(f"{url}/notes", data={"csrf_token": csrf_of(page), "criterion": "ISASS-RN-04", "text": text}, follow_redirects=False)
 
     assert response.status_code == 303
-    note_id = re.fullmatch(rf"{url}\?saved=(\d+)#note-saved", response.headers["location"]).group(1)
+    note_id = re.fullmatch(rf"{url}\?saved=(\d+)", response.headers["location"]).group(1)
     shown = signed_in.get(response.headers["location"])
     confirmation = re.search(r'<div class="note" id="note-(\d+)">\s*<p ([^>]*)>(.*?)</p>', shown.text, re.S)
     assert confirmation.group(1) == note_id  # confirmed at the note itself, where the page opens

@@ -211,7 +211,8 @@ def _store_note(request: Request, session: SignedIn, db: Database, result: dict[
         problems = {e["field"]: e["message"] for e in error.errors}
         return review_page(request, session, db, result, draft, problems, 422)
     note = add_note(db, result["evaluation_id"], criterion, text, session.key_id)
-    return _redirect(f"{_review_path(result['evaluation_id'])}?saved={note['id']}#note-saved")
+    # No fragment: a fragment target would stop the browser from moving focus to the confirmation.
+    return _redirect(f"{_review_path(result['evaluation_id'])}?saved={note['id']}")
 
 
 def _add_pending_note(request: Request, session: SignedIn | None, db: Database, pending: dict[str, str]) -> Response:
