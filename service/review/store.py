@@ -182,4 +182,4 @@ def reviewer_names(db: Database, key_ids: set[str]) -> dict[str, str | None]:
     if _KEY_NAME is None or not key_ids:
         return {}
     with db.session() as session:
-        return dict(session.execute(select(ApiKey.id, _KEY_NAME).where(ApiKey.id.in_(key_ids))).tuples())
+        return {key_id: name for key_id, name in session.execute(select(ApiKey.id, _KEY_NAME).where(ApiKey.id.in_(key_ids)))}
