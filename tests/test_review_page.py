@@ -404,7 +404,7 @@ def test_answers_their_origin_conflicts_with_the_chart_and_values_not_read_are_s
 
     text = re.sub(r"\s+", " ", text_of(signed_in.get(f"/review/evaluations/{result['evaluation_id']}")))
 
-    assert "from FHIR QuestionnaireResponse/qr-1 item patient.bmi (override by Practitioner/dr-1 ), 5 Dec 2026" in text
+    assert "from FHIR QuestionnaireResponse/qr-1 item patient.bmi (override by Practitioner/dr-1 ), answered 5 Dec 2026" in text
     assert f"Answer and chart differ: {why}" in text
     assert "Not read from FHIR, and conflicts" in text
     assert "Back pain NRS: Dated after the service date 2026-12-01: not read for Back pain NRS. Observation/nrs-later" in text
