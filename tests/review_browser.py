@@ -134,6 +134,45 @@ def sign_in(page, server: ReviewServer, key: str | None = None) -> None:
         page.press("#key", "Enter")
 
 
+def a_day_of_requests(server: ReviewServer) -> dict[str, list[str]]:
+    """A reviewer's morning: REQ-THREE submitted three times (NRS 4, 5, then 7 with the spine
+    surgery question unanswered), four other requests of either priority, and LATE-1 past its
+    due time. Returns each reference's evaluation ids, oldest first."""
+    import datetime
+
+    from sqlalchemy import update
+
+    from service.store.requests import Request
+    from service.store.tables import utc_now
+
+    made: dict[str, list[str]] = {}
+
+    def submit(case: dict) -> None:
+        response = httpx.post(server.url("/v1/evaluations"), json=case, headers={"X-API-Key": server.intake_key})
+        response.raise_for_status()
+        made.setdefault(case["external_id"], []).append(response.json()["evaluation_id"])
+
+    for nrs in (4, 5, 7):
+        case = example_case()
+        case.update(external_id="REQ-THREE", priority="expedited")
+        case["low_back_pain"]["nrs"] = nrs
+        case["surgery"]["spine_surgery_indicated"] = False
+        if nrs == 7:
+            del case["surgery"]["spine_surgery_indicated"]
+        submit(case)
+    for external_id, priority in (("STD-1", "standard"), ("EXP-2", "expedited"), ("std-3", "standard"), ("LATE-1", "standard")):
+        submit({**example_case(), "external_id": external_id, "priority": priority})
+    database = Database(server.database_url)
+    try:
+        with database.transaction() as session:
+            late = utc_now() - datetime.timedelta(days=1, hours=3)
+            session.execute(update(Request).where(Request.external_id == "LATE-1")
+                            .values(due_at=late, received_at=late - datetime.timedelta(days=7)))
+    finally:
+        database.dispose()
+    return made
+
+
 def open_session_for(page, server: ReviewServer) -> None:
     """Sign ``page`` in without the form: a session made in the database, its cookie set in the
     browser. For tests about something else than signing in, which the sign-in limit (10 attempts

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from service.review.store import ReviewNote, ReviewSession
 from service.store.evaluations import save_evaluation
+from service.store.keys import create_key
 from service.store.tables import ApiKey
 from test_review_page import auth, csrf_of, sign_in, text_of
 
@@ -157,16 +158,19 @@ def test_a_form_address_opened_as_a_page_leads_to_a_page_never_to_json(client, e
 # --- names, times, printout ------------------------------------------------------------------------
 
 
-def test_notes_and_the_printout_name_the_reviewer_by_key_when_the_key_has_no_name(signed_in, reviewer_key, evaluation):
-    key_id = reviewer_key.split("_")[1]
+def test_notes_and_the_printout_name_the_reviewer_as_the_queue_does(signed_in, database, reviewer_key, evaluation):
+    """A key's name for people (service.requests.people): its name, else its label, else its id."""
+    unnamed_id, unnamed = create_key(database, "reviewer")
     signed_in.post(f"/v1/evaluations/{evaluation['evaluation_id']}/notes", json={"text": "Seen."}, headers=auth(reviewer_key))
+    signed_in.post(f"/v1/evaluations/{evaluation['evaluation_id']}/notes", json={"text": "Also seen."}, headers=auth(unnamed))
 
     text = words_of(signed_in.get(f"/review/evaluations/{evaluation['evaluation_id']}"))
 
-    assert re.search(rf"\d\d:\d\d:\d\d UTC · key {key_id} · whole evaluation Seen\.", text)
-    assert f"Printed by key {key_id} from the page as loaded on" in text
-    assert f"Reviewed by key {key_id}" in text
-    assert f"Signed in as key {key_id}" in text
+    assert re.search(r"\d\d:\d\d:\d\d UTC · reviewer tests · whole evaluation Seen\.", text)  # the key's label
+    assert re.search(rf"\d\d:\d\d:\d\d UTC · key {unnamed_id} · whole evaluation Also seen\.", text)
+    assert "Printed by reviewer tests from the page as loaded on" in text
+    assert "Reviewed by reviewer tests" in text
+    assert "Signed in as reviewer tests" in text
 
 
 @pytest.mark.skipif(not hasattr(ApiKey, "name"), reason="the keys table has no name column yet (keys create --name, organizations work)")

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, Response
 
 from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
+from service.review import decide, queue
 from service.review.notes import checked_note
-from service.review.render import PACKAGE, page, review_page
+from service.review.render import PACKAGE, forbidden, not_found, page, redirect, review_page, review_path
 from service.review.sessions import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -46,6 +47,8 @@ STALE_FORM = (
 )
 
 router = APIRouter(prefix="/review", include_in_schema=False)
+router.include_router(queue.router)
+router.include_router(decide.router)
 
 
 # --- signing in and out -----------------------------------------------------------------------
@@ -54,7 +57,7 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 @router.get("")
 def sign_in_form(request: Request, db: DatabaseDep, next: str | None = None) -> Response:
     if find_session(db, request.cookies.get(SESSION_COOKIE)) is not None:
-        return _redirect(safe_next(next))
+        return redirect(safe_next(next))
     return _sign_in_page(request, safe_next(next))
 
 
@@ -88,7 +91,7 @@ async def sign_in(request: Request, db: DatabaseDep) -> Response:
         session = await run_in_threadpool(find_session, db, token)
         response = await run_in_threadpool(_add_pending_note, request, session, db, pending)
     else:
-        response = _redirect(target)
+        response = redirect(target)
     set_session_cookie(request, response, token)
     clear_cookie(request, response, SIGN_IN_COOKIE)
     return response
@@ -98,16 +101,16 @@ async def sign_in(request: Request, db: DatabaseDep) -> Response:
 @router.get("/sign-out")
 def sign_in_or_out_opened(request: Request) -> Response:
     """A bookmarked or reloaded form address: the sign-in form (which passes a live session on)."""
-    return _redirect("/review")
+    return redirect("/review")
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request, session: SignedInDep, db: DatabaseDep) -> Response:
     form = await request.form()
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):
-        return _forbidden(request, session)
+        return forbidden(request, session)
     await run_in_threadpool(close_session, db, request.cookies.get(SESSION_COOKIE))
-    response = _redirect("/review?signed_out=1")
+    response = redirect("/review?signed_out=1")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
 
@@ -160,12 +163,18 @@ def review(
     note_on: Annotated[str | None, Query(max_length=64)] = None,
     saved: Annotated[int | None, Query(ge=1)] = None,
     paper: Annotated[str, Query(max_length=8)] = "letter",
+    recorded: Annotated[str | None, Query(max_length=64)] = None,
+    start_reason: bool = False,
+    done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
     result = load_result(db, evaluation_id)
     if result is None:
-        return _not_found(request, session)
+        return not_found(request, session)
     draft = {"criterion": note_on or "", "text": ""}
-    return review_page(request, session, db, result, draft, saved=saved, paper=paper)
+    return review_page(
+        request, session, db, result, draft, saved=saved, paper=paper, recorded=recorded, start_reason=start_reason,
+        done=done,
+    )
 
 
 @router.post("/evaluations/{evaluation_id}/notes")
@@ -177,11 +186,11 @@ async def add_note_from_form(request: Request, evaluation_id: str, db: DatabaseD
         # Keep what was typed: the sign-in form carries it, and signing in adds it (nothing of the
         # case is shown here but the note this browser has just sent).
         pending = {"evaluation_id": evaluation_id, **draft}
-        return _sign_in_page(request, _review_path(evaluation_id), 401, None, pending)
+        return _sign_in_page(request, review_path(evaluation_id), 401, None, pending)
     request.state.key_id = session.key_id
     result = await run_in_threadpool(load_result, db, evaluation_id)
     if result is None:
-        return _not_found(request, session)
+        return not_found(request, session)
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):
         problems = {"form": STALE_FORM}
         return await run_in_threadpool(review_page, request, session, db, result, draft, problems, 403)
@@ -191,7 +200,7 @@ async def add_note_from_form(request: Request, evaluation_id: str, db: DatabaseD
 @router.get("/evaluations/{evaluation_id}/notes")
 def note_form_opened(evaluation_id: str) -> Response:
     """The note form's address opened as a page (a reload, a bookmark): the review, at the form."""
-    return _redirect(f"{_review_path(evaluation_id)}#add-note")
+    return redirect(f"{review_path(evaluation_id)}#add-note")
 
 
 @router.get("/static/review.css")
@@ -212,13 +221,13 @@ def _store_note(request: Request, session: SignedIn, db: Database, result: dict[
         return review_page(request, session, db, result, draft, problems, 422)
     note = add_note(db, result["evaluation_id"], criterion, text, session.key_id)
     # No fragment: a fragment target would stop the browser from moving focus to the confirmation.
-    return _redirect(f"{_review_path(result['evaluation_id'])}?saved={note['id']}")
+    return redirect(f"{review_path(result['evaluation_id'])}?saved={note['id']}")
 
 
 def _add_pending_note(request: Request, session: SignedIn | None, db: Database, pending: dict[str, str]) -> Response:
     result = load_result(db, pending["evaluation_id"])
     if session is None or result is None:
-        return _redirect(_review_path(pending["evaluation_id"]))
+        return redirect(review_path(pending["evaluation_id"]))
     return _store_note(request, session, db, result, {"criterion": pending["criterion"], "text": pending["text"]})
 
 
@@ -232,10 +241,6 @@ def _pending_note(form: Any) -> dict[str, str] | None:
     if not isinstance(evaluation_id, str) or not evaluation_id:
         return None
     return {"evaluation_id": evaluation_id, **_draft(form.get("note_criterion"), form.get("note_text"))}
-
-
-def _review_path(evaluation_id: str) -> str:
-    return f"/review/evaluations/{quote(evaluation_id, safe='')}"
 
 
 def _sign_in_page(
@@ -253,20 +258,3 @@ def _sign_in_page(
     response = page(request, None, "sign_in.html", context, status)
     set_cookie(request, response, SIGN_IN_COOKIE, token, max_age=3600)
     return response
-
-
-def _not_found(request: Request, session: SignedIn) -> Response:
-    context = {"heading": "No such evaluation", "message": "No evaluation has this id. Search by intake reference instead."}
-    return page(request, session, "message.html", context, 404)
-
-
-def _forbidden(request: Request, session: SignedIn) -> Response:
-    context = {
-        "heading": "The form had expired",
-        "message": "The form did not carry this session's token, so nothing was done. Go back, reload the page and try again.",
-    }
-    return page(request, session, "message.html", context, 403)
-
-
-def _redirect(location: str) -> Response:
-    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})

@@ -12,11 +12,14 @@ from typing import Any
 
 import jinja2
 from fastapi import Request
-from fastapi.responses import Response
+from urllib.parse import quote
+
+from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from service.review import words
 from service.review.store import SignedIn, list_notes, reviewer_names
+from service.review.workflow import determination_draft, request_context
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_case
 from service.store.tables import utc_now
@@ -46,7 +49,10 @@ templates = Jinja2Templates(
 templates.env.filters.update(
     moment=words.moment, day=words.day, ago=lambda value: words.relative(value, utc_now())
 )
-templates.env.globals.update(status=words.status, outcome_words=words.OUTCOMES, reviewer=words.reviewer)
+templates.env.globals.update(
+    status=words.status, outcome_words=words.OUTCOMES, short_outcomes=words.OUTCOMES_SHORT, reviewer=words.reviewer, priorities=words.PRIORITIES,
+    determination_words=words.DETERMINATIONS, time_left=lambda due_at: words.time_left(due_at, utc_now()),
+)
 
 
 def page(
@@ -85,8 +91,16 @@ def review_page(
     status: int = 200,
     saved: int | None = None,
     paper: str = "letter",
+    *,
+    decision: dict[str, Any] | None = None,
+    decision_problems: dict[str, str] | None = None,
+    recorded: str | None = None,
+    start_reason: bool = False,
+    done: str | None = None,
 ) -> Response:
-    """The review summary of one stored result, with its notes and the note form (``draft`` in it)."""
+    """The review summary of one stored result: its request (which submission, the clock, the
+    determinations), its notes and the note form (``draft`` in it), and on the latest submission
+    the determination form (``decision``: the values sent back, with ``decision_problems``)."""
     phrasing = words.ResultWords(request.app.state.evaluator.catalog)
     notes = list_notes(db, result["evaluation_id"])
     names = reviewer_names(db, {note["key_id"] for note in notes})
@@ -119,6 +133,12 @@ def review_page(
         "paper": paper,
         "paper_sizes": PAPER_SIZES,
         "printed_at": printed_at,
+        "request_info": request_context(db, result["evaluation_id"]),
+        "decision": decision or determination_draft(result, phrasing, start_reason=start_reason),
+        "decision_problems": decision_problems or {},
+        "recorded": recorded,
+        "done": done if done in ("taken", "released") else None,
+        "outcomes": words.DETERMINATIONS,
     }
     style = print_style(result.get("external_id", ""), printed_at, PAPER_SIZES[paper][1])
     return page(request, session, "review.html", context, status, inline_style=style)
@@ -149,3 +169,29 @@ def _stored_case(db: Database, evaluation_id: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return case if isinstance(case, dict) else {}
+
+
+def review_path(evaluation_id: str) -> str:
+    return f"/review/evaluations/{quote(evaluation_id, safe='')}"
+
+
+def redirect(location: str) -> Response:
+    """See the page at ``location`` next (303: a form's answer, fetched with GET)."""
+    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def message(request: Request, session: SignedIn | None, heading: str, text: str, status: int,
+            link: tuple[str, str] = ("/review/queue", "Back to the work queue")) -> Response:
+    context = {"heading": heading, "message": text, "link": link}
+    return page(request, session, "message.html", context, status)
+
+
+def not_found(request: Request, session: SignedIn, what: str = "evaluation") -> Response:
+    return message(request, session, f"No such {what}", f"No {what} has this id. Search by intake reference instead.", 404)
+
+
+def forbidden(request: Request, session: SignedIn) -> Response:
+    return message(
+        request, session, "The form had expired",
+        "The form did not carry this session's token, so nothing was done. Go back, reload the page and try again.", 403,
+    )

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from service.requests.people import display_name, name_column
 from service.review.words import iso
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_result
@@ -22,7 +23,6 @@ SESSION_IDLE = datetime.timedelta(minutes=30)
 SESSION_LIFETIME = datetime.timedelta(hours=8)
 SESSION_REFRESH_STEP = datetime.timedelta(minutes=1)
 MAX_NOTE_LENGTH = 4000
-_KEY_NAME = getattr(ApiKey, "name", None)  # a reviewer's name, once the keys table has the column
 
 
 class ReviewSession(Base):
@@ -60,6 +60,7 @@ class SignedIn:
     name: str | None
     csrf_token: str
     expires_at: datetime.datetime
+    key: KeyRecord  # the reviewer, as the backend's functions take them
 
     @property
     def reviewer(self) -> dict[str, str | None]:
@@ -102,8 +103,8 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
     if row is None:
         return None
     stored, key = row
-    reviewer = KeyRecord(key.id, key.role, key.label).has_role("reviewer")
-    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not reviewer:
+    caller = KeyRecord(key.id, key.role, key.label)
+    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not caller.has_role("reviewer"):
         close_session(db, token)
         return None
     expires_at = min(now + SESSION_IDLE, as_utc(stored.created_at) + SESSION_LIFETIME)
@@ -115,8 +116,7 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
             )
     else:
         expires_at = as_utc(stored.expires_at)
-    name = getattr(key, "name", None)
-    return SignedIn(key.id, key.label, name, stored.csrf_token, expires_at)
+    return SignedIn(key.id, key.label, display_name(key), stored.csrf_token, expires_at, caller)
 
 
 def close_session(db: Database, token: str | None) -> None:
@@ -177,9 +177,9 @@ def _note_dict(
 
 
 def reviewer_names(db: Database, key_ids: set[str]) -> dict[str, str | None]:
-    """The display name of each key (``keys create --name``); None for a key without one, and for
-    every key while the keys table has no names (the organizations work adds the column)."""
-    if _KEY_NAME is None or not key_ids:
+    """Each key's name for people, by the requests' rule (``service.requests.people``), so notes,
+    the queue and determinations name a reviewer alike; None for a key without one."""
+    if not key_ids:
         return {}
     with db.session() as session:
-        return {key_id: name for key_id, name in session.execute(select(ApiKey.id, _KEY_NAME).where(ApiKey.id.in_(key_ids)))}
+        return {key_id: name for key_id, name in session.execute(select(ApiKey.id, name_column()).where(ApiKey.id.in_(key_ids)))}

@@ -25,6 +25,11 @@ OUTCOMES = {
     "criteria_not_met": "At least one criterion not met",
     "information_missing": "Information missing: no criterion is unmet, at least one lacks documentation",
 }
+OUTCOMES_SHORT = {  # for lists: the same, shorter
+    "all_criteria_met": "All criteria met",
+    "criteria_not_met": "Criteria not met",
+    "information_missing": "Information missing",
+}
 _FLAG_ORDER = {"present": 0, "unknown": 1, "absent": 2}
 DEFAULT_EVIDENCE_MONTHS = 12  # evidence older than this before the service date is marked old, unless the policy says
 # What a FHIR evidence date is, by the element it was read from (its first name part) ...
@@ -258,3 +263,63 @@ def requested_service(case: dict[str, Any]) -> list[str]:
             text += f": {coding['display']}"
         shown.append(text)
     return shown
+
+
+# --- requests and determinations ------------------------------------------------------------------
+
+PRIORITIES = {"expedited": ("»", "Expedited"), "standard": ("", "Standard")}
+# The reviewer's outcomes (a determination's), in the form's order; the engine never produces one.
+DETERMINATIONS = {
+    "approved": "Approved",
+    "partially_approved": "Partially approved",
+    "denied": "Denied",
+    "pended_for_information": "Pended for information",
+    "referred_to_physician_reviewer": "Referred to a physician reviewer",
+}
+
+
+def duration(seconds: float) -> str:
+    """A span as a reviewer reads a clock: ``45 min``, ``5 h 20 min``, ``3 days 4 h``."""
+    minutes = int(abs(seconds) // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")
+    if hours:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{minutes} min"
+
+
+def time_left(due_at: str | None, now: datetime.datetime) -> tuple[bool, str]:
+    """``(late, span)``: ``(False, "2 days 4 h")`` left, or ``(True, "5 h")`` overdue by."""
+    due = instant(due_at)
+    if due is None:
+        return False, "—"
+    seconds = (due - now).total_seconds()
+    return seconds < 0, duration(seconds)
+
+
+def reason_to_start_from(result: dict[str, Any], phrasing: ResultWords) -> str:
+    """The starting text of a denial's reason, which the reviewer edits: for each criterion not
+    met, its requirement, what was documented (with the source) and its citations, in words."""
+    paragraphs = []
+    for finding in result.get("criteria", []):
+        if finding.get("status") != "not_met":
+            continue
+        documented = []
+        for item in finding.get("evidence", []):
+            text = f"{phrasing.label(item['field'])} {phrasing.value(item['field'], item.get('value'))}"
+            source = item.get("source")
+            dated = phrasing.evidence_date(result, source)
+            if source and source.get("reference"):
+                text += f" (FHIR {source['reference']}" + (f", {dated.kind} {dated.day}" if dated else "") + ")"
+            documented.append(text)
+        cited = "; ".join(
+            f"{c.get('locator')}: {(c.get('reference') or c.get('source') or '').rstrip('.')}"
+            for c in finding.get("citations", [])
+        )
+        paragraphs.append(
+            f"{finding['id']} {finding['title']} is not met. Requirement: {finding['requirement']}. "
+            f"Documented: {'; '.join(documented) or 'nothing'}. Source: {cited}."
+        )
+    return "\n\n".join(paragraphs)
