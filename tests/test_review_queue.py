@@ -12,6 +12,7 @@ from html import unescape
 import pytest
 from sqlalchemy import func, select, update
 
+from service.review.store import ReviewSession
 from service.store.determinations import Determination
 from service.store.keys import create_key
 from service.store.requests import Request as RequestRow
@@ -315,3 +316,42 @@ def test_a_request_form_address_opened_as_a_page_leads_to_the_latest_submission(
 
     assert response.status_code == 303
     assert response.headers["location"] == f"/review/evaluations/{three_submissions[2]['evaluation_id']}"
+
+
+def test_a_determination_filled_in_after_the_session_ended_comes_back_unrecorded(signed_in, database, reviewer_key,
+                                                                                 client, intake_key, full_case):
+    full_case["low_back_pain"]["nrs"] = 5
+    evaluation = submit(client, intake_key, full_case, "LATE-DECISION")
+    page = signed_in.get(f"/review/evaluations/{evaluation['evaluation_id']}")
+    with database.transaction() as session:
+        session.execute(update(ReviewSession).values(expires_at=utc_now()))
+    reason = "NRS 5 is below 6; the <b>pain diary</b> was not sent."
+
+    ended = signed_in.post(f"/review/requests/{evaluation['request_id']}/determinations", data={
+        "csrf_token": csrf_of(page), "evaluation_id": evaluation["evaluation_id"], "outcome": "denied",
+        "criteria": ["ISASS-RN-04", "ISASS-RN-05"], "reason": reason, "attestation": "yes"})
+
+    assert ended.status_code == 401
+    assert "your determination has not been recorded" in ended.text
+    for name, value in (("decision_outcome", "denied"), ("decision_criteria", "ISASS-RN-04"), ("decision_criteria", "ISASS-RN-05"),
+                        ("decision_reason", "NRS 5 is below 6; the &lt;b&gt;pain diary&lt;/b&gt; was not sent.")):
+        assert f'name="{name}" value="{value}"' in ended.text
+    assert "Denied, resting on ISASS-RN-04, ISASS-RN-05" in words_of(ended.text)
+    assert "decision_attestation" not in ended.text  # attested again after signing in, never carried
+
+    form = signed_in.get("/review")
+    fields = dict(re.findall(r'name="(decision_[a-z]+)" value="([^"]*)"', ended.text))
+    back = signed_in.post("/review/sign-in", data={
+        "key": reviewer_key, "csrf_token": csrf_of(form), "next": f"/review/evaluations/{evaluation['evaluation_id']}",
+        **{name: unescape(value) for name, value in fields.items()}, "decision_criteria": ["ISASS-RN-04", "ISASS-RN-05"]},
+        follow_redirects=False)
+
+    assert back.status_code == 200 and "cc_review_session=" in back.headers["set-cookie"]
+    decide_form = section(back.text, "determinations-heading")
+    assert "You are signed in again. Your determination is below as you filled it in" in decide_form
+    assert 'value="denied" id="outcome-denied" checked' in decide_form
+    assert re.findall(r'name="criteria" value="([^"]+)" id="[^"]+" checked', decide_form) == ["ISASS-RN-04", "ISASS-RN-05"]
+    assert f">{reason.replace('<', '&lt;').replace('>', '&gt;')}</textarea>" in decide_form
+    assert 'id="attestation" checked' not in decide_form
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Determination)) == 0

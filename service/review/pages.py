@@ -16,16 +16,14 @@ from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
 from service.review import decide, queue
 from service.review.notes import checked_note
-from service.review.render import PACKAGE, forbidden, not_found, page, redirect, review_page, review_path
+from service.review.render import PACKAGE, forbidden, not_found, page, redirect, review_page, review_path, sign_in_page
 from service.review.sessions import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
     SignedInDep,
     clear_cookie,
     csrf_matches,
-    new_sign_in_token,
     safe_next,
-    set_cookie,
     set_session_cookie,
     sign_in_retry_after,
 )
@@ -37,10 +35,6 @@ from service.store.keys import authenticate
 
 PAGE_SIZE = 20
 MAX_EXTERNAL_ID_LENGTH = 128
-SESSION_ENDED = (
-    "Your session had ended (30 minutes without use, or 8 hours in all), so your note has not been "
-    "added yet. It is kept here: sign in again and it will be added, then you will be back at the review."
-)
 STALE_FORM = (
     "This form was opened in an earlier session, so the note was not added. It is kept below: "
     "check it and choose Add note again."
@@ -58,20 +52,21 @@ router.include_router(decide.router)
 def sign_in_form(request: Request, db: DatabaseDep, next: str | None = None) -> Response:
     if find_session(db, request.cookies.get(SESSION_COOKIE)) is not None:
         return redirect(safe_next(next))
-    return _sign_in_page(request, safe_next(next))
+    return sign_in_page(request, safe_next(next))
 
 
 @router.post("/sign-in")
 async def sign_in(request: Request, db: DatabaseDep) -> Response:
     form = await request.form()
     target = safe_next(form.get("next"))
-    pending = _pending_note(form)  # a note typed in a session that had ended, carried through sign-in
+    # A note or a determination typed in a session that had ended, carried through sign-in.
+    pending = _pending_note(form) or decide.pending_decision(form)
     if not csrf_matches(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf_token")):
-        return _sign_in_page(
+        return sign_in_page(
             request, target, 403, "The sign-in form had expired or came from elsewhere. Please try again.", pending
         )
     if wait := sign_in_retry_after(request):
-        response = _sign_in_page(
+        response = sign_in_page(
             request, target, 429, f"Too many sign-in attempts from this address. Try again in {wait} seconds.", pending
         )
         response.headers["Retry-After"] = str(wait)
@@ -79,9 +74,9 @@ async def sign_in(request: Request, db: DatabaseDep) -> Response:
     presented = form.get("key")
     key = await run_in_threadpool(authenticate, db, presented if isinstance(presented, str) else None)
     if key is None:
-        return _sign_in_page(request, target, 401, "That key was not accepted. Check it and try again.", pending)
+        return sign_in_page(request, target, 401, "That key was not accepted. Check it and try again.", pending)
     if not key.has_role("reviewer"):
-        return _sign_in_page(
+        return sign_in_page(
             request, target, 403, "This is an intake key: only reviewer keys can sign in to the review page.", pending
         )
     await run_in_threadpool(close_session, db, request.cookies.get(SESSION_COOKIE))
@@ -89,7 +84,8 @@ async def sign_in(request: Request, db: DatabaseDep) -> Response:
     request.state.key_id = key.id
     if pending is not None:
         session = await run_in_threadpool(find_session, db, token)
-        response = await run_in_threadpool(_add_pending_note, request, session, db, pending)
+        resume = _add_pending_note if pending["kind"] == "note" else decide.resume
+        response = await run_in_threadpool(resume, request, session, db, pending)
     else:
         response = redirect(target)
     set_session_cookie(request, response, token)
@@ -185,8 +181,8 @@ async def add_note_from_form(request: Request, evaluation_id: str, db: DatabaseD
     if session is None:
         # Keep what was typed: the sign-in form carries it, and signing in adds it (nothing of the
         # case is shown here but the note this browser has just sent).
-        pending = {"evaluation_id": evaluation_id, **draft}
-        return _sign_in_page(request, review_path(evaluation_id), 401, None, pending)
+        pending = {"kind": "note", "evaluation_id": evaluation_id, **draft}
+        return sign_in_page(request, review_path(evaluation_id), 401, None, pending)
     request.state.key_id = session.key_id
     result = await run_in_threadpool(load_result, db, evaluation_id)
     if result is None:
@@ -240,21 +236,4 @@ def _pending_note(form: Any) -> dict[str, str] | None:
     evaluation_id = form.get("note_evaluation")
     if not isinstance(evaluation_id, str) or not evaluation_id:
         return None
-    return {"evaluation_id": evaluation_id, **_draft(form.get("note_criterion"), form.get("note_text"))}
-
-
-def _sign_in_page(
-    request: Request, target: str, status: int = 200, error: str | None = None, pending: dict[str, str] | None = None
-) -> Response:
-    token = new_sign_in_token()
-    context = {
-        "csrf_token": token,
-        "next": target,
-        "error": error,
-        "signed_out": request.query_params.get("signed_out") == "1" and error is None and pending is None,
-        "pending": pending,
-        "session_ended": SESSION_ENDED,
-    }
-    response = page(request, None, "sign_in.html", context, status)
-    set_cookie(request, response, SIGN_IN_COOKIE, token, max_age=3600)
-    return response
+    return {"kind": "note", "evaluation_id": evaluation_id, **_draft(form.get("note_criterion"), form.get("note_text"))}

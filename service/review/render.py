@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from service.review import words
+from service.review.sessions import SIGN_IN_COOKIE, new_sign_in_token, set_cookie
 from service.review.store import SignedIn, list_notes, reviewer_names
 from service.review.workflow import determination_draft, request_context
 from service.store.database import Database
@@ -25,6 +26,17 @@ from service.store.evaluations import get_evaluation_case
 from service.store.tables import utc_now
 
 PACKAGE = Path(__file__).parent
+SESSION_ENDED = {  # what the sign-in form says when it carries what was typed in a session that had ended
+    "note": (
+        "Your session had ended (30 minutes without use, or 8 hours in all), so your note has not been "
+        "added yet. It is kept here: sign in again and it will be added, then you will be back at the review."
+    ),
+    "determination": (
+        "Your session had ended (30 minutes without use, or 8 hours in all), so your determination has not "
+        "been recorded. It is kept here: sign in again and you will be back at the review with the form as you "
+        "filled it, to check and record."
+    ),
+}
 PAPER_SIZES = {"letter": ("US Letter", "letter"), "a4": ("A4", "A4")}  # query value -> (words, CSS page size)
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -195,3 +207,23 @@ def forbidden(request: Request, session: SignedIn) -> Response:
         request, session, "The form had expired",
         "The form did not carry this session's token, so nothing was done. Go back, reload the page and try again.", 403,
     )
+
+
+def sign_in_page(
+    request: Request, target: str, status: int = 200, error: str | None = None, pending: dict[str, Any] | None = None
+) -> Response:
+    """The sign-in form (going to ``target`` afterwards), with ``error``, and carrying ``pending``:
+    a note or a determination typed in a session that had ended."""
+    token = new_sign_in_token()
+    context = {
+        "csrf_token": token,
+        "next": target,
+        "error": error,
+        "signed_out": request.query_params.get("signed_out") == "1" and error is None and pending is None,
+        "pending": pending,
+        "session_ended": SESSION_ENDED[pending["kind"]] if pending else None,
+        "outcomes": words.DETERMINATIONS,
+    }
+    response = page(request, None, "sign_in.html", context, status)
+    set_cookie(request, response, SIGN_IN_COOKIE, token, max_age=3600)
+    return response

@@ -31,7 +31,7 @@ def request_context(db: Database, evaluation_id: str) -> dict[str, Any] | None:
     return {**found, "this": this, "latest": submissions[0], "newer": this is not submissions[0], "total": len(submissions)}
 
 
-def determination_draft(result: dict[str, Any], phrasing: words.ResultWords, form: Any = None,
+def determination_draft(result: dict[str, Any], phrasing: words.ResultWords | None, form: Any = None,
                         start_reason: bool = False) -> dict[str, Any]:
     """The form's values: as sent (``form``), else the starting values: no outcome chosen, the
     criteria not met ticked (the findings), the reason empty, or (``start_reason``) the starting
@@ -40,7 +40,7 @@ def determination_draft(result: dict[str, Any], phrasing: words.ResultWords, for
     if form is None:
         return {
             "outcome": "denied" if start_reason else "",
-            "reason": words.reason_to_start_from(result, phrasing) if start_reason else "",
+            "reason": words.reason_to_start_from(result, phrasing) if start_reason and phrasing else "",
             "criteria": not_met,
             "attestation": False,
             "amends": "",
