@@ -355,3 +355,15 @@ def test_a_determination_filled_in_after_the_session_ended_comes_back_unrecorded
     assert 'id="attestation" checked' not in decide_form
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(Determination)) == 0
+
+
+def test_starting_the_reason_from_the_unmet_criteria_chooses_no_outcome(signed_in, client, intake_key, full_case):
+    full_case["low_back_pain"]["nrs"] = 5
+    evaluation = submit(client, intake_key, full_case, "START-1")
+
+    page = signed_in.get(f"/review/evaluations/{evaluation['evaluation_id']}", params={"start_reason": "1"})
+
+    form = section(page.text, "determinations-heading")
+    reason = unescape(re.search(r'<textarea id="reason"[^>]*>(.*?)</textarea>', form, re.S).group(1))
+    assert reason.startswith("ISASS-RN-04 Severe pain is not met. Requirement: ")
+    assert not re.search(r'name="outcome" value="[a-z_]+" id="[^"]+" checked', form)  # the reviewer decides

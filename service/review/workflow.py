@@ -39,7 +39,7 @@ def determination_draft(result: dict[str, Any], phrasing: words.ResultWords | No
     not_met = [c["id"] for c in result.get("criteria", []) if c.get("status") == "not_met"]
     if form is None:
         return {
-            "outcome": "denied" if start_reason else "",
+            "outcome": "",  # always the reviewer's choice, even with a reason started for a denial
             "reason": words.reason_to_start_from(result, phrasing) if start_reason and phrasing else "",
             "criteria": not_met,
             "attestation": False,
