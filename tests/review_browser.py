@@ -63,6 +63,9 @@ class ReviewServer:
     intake_key: str
     evaluation_id: str
     external_id: str
+    database_url: str
+    bundle_evaluation_id: str  # examples/bundle.json: FHIR evidence, an old Procedure, CPT 64568
+
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -99,6 +102,12 @@ def review_server(data_dir: Path, notes: bool = False) -> Iterator[ReviewServer]
         response = httpx.post(f"{base_url}/v1/evaluations", json=case, headers={"X-API-Key": intake_key})
         response.raise_for_status()
         evaluation_id = response.json()["evaluation_id"]
+        bundle = httpx.post(
+            f"{base_url}/v1/evaluations",
+            content=(ROOT / "examples" / "bundle.json").read_bytes(),
+            headers={"X-API-Key": intake_key, "Content-Type": "application/fhir+json"},
+        )
+        bundle.raise_for_status()
         if notes:
             for criterion, text in (
                 ("ISASS-RN-04", "Pain diary for October shows NRS 5 to 7; asked the clinic for the latest visit note."),
@@ -109,7 +118,10 @@ def review_server(data_dir: Path, notes: bool = False) -> Iterator[ReviewServer]
                     json={"criterion": criterion, "text": text},
                     headers={"X-API-Key": reviewer_key},
                 ).raise_for_status()
-        yield ReviewServer(base_url, reviewer_key, reviewer_key_id, intake_key, evaluation_id, case["external_id"])
+        yield ReviewServer(
+            base_url, reviewer_key, reviewer_key_id, intake_key, evaluation_id, case["external_id"], url,
+            bundle.json()["evaluation_id"],
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -120,6 +132,95 @@ def sign_in(page, server: ReviewServer, key: str | None = None) -> None:
     page.fill("#key", key or server.reviewer_key)
     with page.expect_navigation():
         page.press("#key", "Enter")
+
+
+def a_day_of_requests(server: ReviewServer) -> dict[str, list[str]]:
+    """A reviewer's morning: REQ-THREE submitted three times (NRS 4, 5, then 7 with the spine
+    surgery question unanswered), four other requests of either priority, and LATE-1 past its
+    due time. Returns each reference's evaluation ids, oldest first."""
+    import datetime
+
+    from sqlalchemy import update
+
+    from service.store.requests import Request
+    from service.store.tables import utc_now
+
+    made: dict[str, list[str]] = {}
+
+    def submit(case: dict) -> None:
+        response = httpx.post(server.url("/v1/evaluations"), json=case, headers={"X-API-Key": server.intake_key})
+        response.raise_for_status()
+        made.setdefault(case["external_id"], []).append(response.json()["evaluation_id"])
+
+    for nrs in (4, 5, 7):
+        case = example_case()
+        case.update(external_id="REQ-THREE", priority="expedited")
+        case["low_back_pain"]["nrs"] = nrs
+        case["surgery"]["spine_surgery_indicated"] = False
+        if nrs == 7:
+            del case["surgery"]["spine_surgery_indicated"]
+        submit(case)
+    for external_id, priority in (("STD-1", "standard"), ("EXP-2", "expedited"), ("std-3", "standard"), ("LATE-1", "standard")):
+        submit({**example_case(), "external_id": external_id, "priority": priority})
+    database = Database(server.database_url)
+    try:
+        with database.transaction() as session:
+            late = utc_now() - datetime.timedelta(days=1, hours=3)
+            session.execute(update(Request).where(Request.external_id == "LATE-1")
+                            .values(due_at=late, received_at=late - datetime.timedelta(days=7)))
+    finally:
+        database.dispose()
+    return made
+
+
+def open_session_for(page, server: ReviewServer) -> None:
+    """Sign ``page`` in without the form: a session made in the database, its cookie set in the
+    browser. For tests about something else than signing in, which the sign-in limit (10 attempts
+    a minute from one address) would otherwise hold up."""
+    from service.review.sessions import SESSION_COOKIE
+    from service.review.store import open_session
+
+    database = Database(server.database_url)
+    try:
+        token = open_session(database, server.reviewer_key_id)
+    finally:
+        database.dispose()
+    host = server.base_url.split("//", 1)[1].split(":", 1)[0]
+    page.context.add_cookies(  # as the server sets it, so its own Set-Cookie replaces this one
+        [{"name": SESSION_COOKIE, "value": token, "domain": host, "path": "/review", "httpOnly": True, "sameSite": "Strict"}]
+    )
+
+
+def end_sessions(server: ReviewServer) -> None:
+    """Every review session ends now, as after 30 idle minutes (the server reads the same database)."""
+    from sqlalchemy import update
+
+    from service.review.store import ReviewSession
+    from service.store.tables import utc_now
+
+    database = Database(server.database_url)
+    try:
+        with database.transaction() as session:
+            session.execute(update(ReviewSession).values(expires_at=utc_now()))
+    finally:
+        database.dispose()
+
+
+def pdf_pages(pdf: Path) -> list[str]:
+    """The PDF's text, page by page (pdftotext, from poppler-utils)."""
+    import subprocess
+
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return [page for page in text.split("\f") if page.strip()]
+
+
+def pdf_page_size(pdf: Path) -> str:
+    """``612 x 792`` (US Letter) or ``595.276 x 841.89`` (A4), in points (pdfinfo)."""
+    import re
+    import subprocess
+
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return re.search(r"Page size:\s+([\d.]+ x [\d.]+) pts", info).group(1)
 
 
 def pdf_to_png(pdf: Path, png: Path, resolution: int = 110) -> None:

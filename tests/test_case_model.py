@@ -103,3 +103,17 @@ def test_integer_valued_numbers_may_be_sent_as_floats(evaluator, full_case):
     nrs = next(c for c in result["criteria"] if c["id"] == "ISASS-RN-04")
     assert nrs["status"] == "met"
     assert nrs["evidence"] == [{"field": "low_back_pain.nrs", "value": 6}]
+
+
+def test_the_requested_service_is_codes_with_a_system(evaluator, full_case):
+    full_case["requested_service"] = [{"system": "http://www.ama-assn.org/go/cpt", "code": "64568", "display": "Implant"}]
+    assert evaluator.evaluate(full_case)["summary"]["outcome"] == "all_criteria_met"  # shown to reviewers, never evaluated
+
+    full_case["requested_service"] = [{"code": "64568"}, {"system": "urn:x", "code": ""}, {"system": "urn:x", "code": "1", "extra": 1}]
+    assert errors_of(evaluator, full_case) == {
+        "requested_service[0].system": "missing",
+        "requested_service[1].code": "string_too_short",
+        "requested_service[2].extra": "extra_forbidden",
+    }
+    full_case["requested_service"] = [{"system": "urn:x", "code": str(n)} for n in range(11)]
+    assert errors_of(evaluator, full_case) == {"requested_service": "too_long"}

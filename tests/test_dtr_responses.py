@@ -51,7 +51,7 @@ def test_answers_authored_after_the_service_date_complete_the_evaluation_as_its_
     assert result["missing_information"] == [] and result["summary"]["outcome"] == "all_criteria_met"
     found = evidence(result)
     assert found["low_back_pain.mechanical"]["source"] == {
-        "reference": "QuestionnaireResponse/dtr-answers-1", "date": answers["authored"][:10],
+        "reference": "QuestionnaireResponse/dtr-answers-1", "date": answers["authored"][:10], "date_element": "authored",
         "link_id": "low_back_pain.mechanical", "information_origin": "override", "author": "Practitioner/dr-1"}
     assert found["device.able_to_operate"]["source"]["information_origin"] == "manual"
     assert found["patient.bmi"]["source"]["reference"] == "Observation/bmi-1"  # earlier evidence keeps its source

@@ -51,12 +51,13 @@ def test_the_worked_example_through_the_app_stores_the_plain_case(client, intake
     plain = post_case(client, intake_key, example_case()).json()
     assert findings(result) == findings(plain)
     nrs_evidence = next(e for c in result["criteria"] for e in c["evidence"] if e["field"] == "low_back_pain.nrs")
-    assert nrs_evidence["source"] == {"reference": "Observation/pain-1", "date": "2026-10-02"}
+    assert nrs_evidence["source"] == {"reference": "Observation/pain-1", "date": "2026-10-02", "date_element": "effectiveDateTime"}
     assert client.get(f"/v1/evaluations/{result['evaluation_id']}", headers={"X-API-Key": intake_key}).json() == result
     with database.session() as session:
         stored = session.scalar(select(Evaluation.case_json).where(Evaluation.id == result["evaluation_id"]))
     expected = example_case()
     expected.pop("policy")
+    expected["requested_service"] = [{"system": "http://www.ama-assn.org/go/cpt", "code": "64568"}]  # the order's code
     assert json.loads(stored) == expected
 
 

@@ -30,8 +30,10 @@ def test_the_worked_example_reads_as_the_example_case(evaluator, dictionary):
     read_case = read_bundle(evaluator, example_bundle())
     expected = example_case()
     expected.pop("policy")
+    assert read_case.case.pop("requested_service") == [{"system": "http://www.ama-assn.org/go/cpt", "code": "64568"}]
     assert read_case.case == expected
-    assert read_case.fhir.provenance["low_back_pain.nrs"] == {"reference": "Observation/pain-1", "date": "2026-10-02"}
+    assert read_case.fhir.provenance["low_back_pain.nrs"] == {
+        "reference": "Observation/pain-1", "date": "2026-10-02", "date_element": "effectiveDateTime"}
     assert read_case.fhir.provenance["diagnosis_codes"]["references"] == ["Condition/lbp-1", "Condition/multifidus-1"]
 
 
@@ -43,8 +45,10 @@ def test_the_worked_example_evaluates_like_the_plain_case_and_cites_its_resource
         assert fhir_item["status"] == plain_item["status"] and fhir_item["reason"] == plain_item["reason"]
         assert [{k: v for k, v in e.items() if k != "source"} for e in fhir_item["evidence"]] == plain_item["evidence"]
     evidence = {e["field"]: e for c in from_fhir["criteria"] for e in c["evidence"]}
-    assert evidence["low_back_pain.nrs"]["source"] == {"reference": "Observation/pain-1", "date": "2026-10-02"}
-    assert evidence["low_back_pain.odi_percent"]["source"] == {"reference": "QuestionnaireResponse/odi-1", "date": "2026-10-02"}
+    assert evidence["low_back_pain.nrs"]["source"] == {
+        "reference": "Observation/pain-1", "date": "2026-10-02", "date_element": "effectiveDateTime"}
+    assert evidence["low_back_pain.odi_percent"]["source"] == {
+        "reference": "QuestionnaireResponse/odi-1", "date": "2026-10-02", "date_element": "authored"}
     assert evidence["patient.age_years"]["source"]["reference"] == "Patient/pat-1"
 
 
@@ -63,7 +67,8 @@ def test_nrs_in_both_value_forms(dictionary):
 def test_the_latest_value_on_or_before_the_service_date_wins(dictionary):
     fhir = read(dictionary, nrs(5, "old", "2026-01-01"), nrs(8, "new", "2026-11-30"), nrs(2, "later", "2026-12-02"))
     assert fhir.payload == {"low_back_pain": {"nrs": 8}}
-    assert fhir.provenance["low_back_pain.nrs"] == {"reference": "Observation/new", "date": "2026-11-30"}
+    assert fhir.provenance["low_back_pain.nrs"] == {
+        "reference": "Observation/new", "date": "2026-11-30", "date_element": "effectiveDateTime"}
 
 
 @pytest.mark.parametrize("status", ["entered-in-error", "preliminary", "cancelled", "registered"])
@@ -148,7 +153,7 @@ def test_any_field_from_a_response_item_keyed_by_its_path(dictionary):
     assert fhir.payload == {"low_back_pain": {"mechanical": True, "eq5d_index": 0.5},
                             "multifidus_dysfunction": {"imaging": "no_abnormality"}}
     assert fhir.provenance["low_back_pain.mechanical"] == {"reference": "QuestionnaireResponse/qr-1", "date": "2026-11-20",
-                                                                "link_id": "low_back_pain.mechanical"}
+                                                                "date_element": "authored", "link_id": "low_back_pain.mechanical"}
 
 
 def test_a_wrong_answer_is_refused_with_its_expression(dictionary):
@@ -251,3 +256,36 @@ def test_an_outcome_from_tuples_severity_code_expression_diagnostics():
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": "required", "diagnostics": "status is required",
                    "expression": ["Bundle.entry[0].resource.status"]}]}
+
+
+def test_each_value_says_which_date_of_its_resource_it_carries(dictionary):
+    """The review page words a source date by the element it came from: born, onset, recorded,
+    observed, performed, answered."""
+    fhir = read(dictionary, patient("1974-06-15"), nrs(7), procedure("91251008", "pt", "2025-06-01", outcome="385669000"),
+                condition("M54.50", "recorded", onset="2024-10-01", recorded="2024-10-05"))
+    elements = {path: source.get("date_element") for path, source in fhir.provenance.items()}
+    assert elements["patient.age_years"] == "birthDate"
+    assert elements["low_back_pain.nrs"] == "effectiveDateTime"
+    assert elements["conservative_care.physical_therapy_outcome"] == "performedDateTime"
+    assert elements["low_back_pain.duration_months"] == "recordedDate"  # recorded first, as the resource's date
+    onset_only = read(dictionary, condition("M54.50", "lbp", onset="2024-10-01"))
+    assert onset_only.provenance["low_back_pain.duration_months"] == {
+        "reference": "Condition/lbp", "date": "2024-10-01", "date_element": "onsetDateTime"}
+
+
+def test_the_requested_service_is_the_orders_code(evaluator):
+    device = {"resourceType": "DeviceRequest", "id": "dev-1", "status": "draft", "intent": "order",
+              "codeCodeableConcept": {"coding": [
+                  {"system": "http://www.ama-assn.org/go/cpt", "code": "64568", "display": "Neurostimulator implant"},
+                  {"code": "no-system"}, {"system": "urn:x", "code": "x" * 65}]},
+              "subject": {"reference": "Patient/pat-1"}, "occurrenceDateTime": "2026-12-01"}
+
+    from_device = read_bundle(evaluator, bundle(patient(), device)).case
+    from_order = read_bundle(evaluator, bundle(patient(), order())).case
+    without = read_bundle(evaluator, bundle(patient(), nrs(7))).case
+
+    assert from_device["requested_service"] == [
+        {"system": "http://www.ama-assn.org/go/cpt", "code": "64568", "display": "Neurostimulator implant"}]
+    assert from_order["requested_service"] == [{"system": "http://www.ama-assn.org/go/cpt", "code": "64568"}]
+    assert "requested_service" not in without
+    assert evaluator.evaluate(from_device)["summary"] == evaluator.evaluate({**from_device, "requested_service": None})["summary"]

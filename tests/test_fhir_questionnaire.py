@@ -110,7 +110,7 @@ def test_round_trip_gaps_questionnaire_answers_complete(client, intake_key):
     assert complete["summary"]["outcome"] == "all_criteria_met"
     mechanical = next(e for c in complete["criteria"] for e in c["evidence"] if e["field"] == "low_back_pain.mechanical")
     assert mechanical["source"] == {"reference": "QuestionnaireResponse/answers-1", "date": "2026-11-25",
-                                  "link_id": "low_back_pain.mechanical"}
+                                  "date_element": "authored", "link_id": "low_back_pain.mechanical"}
 
     assert client.get("/v1/evaluations/nope/questionnaire", headers=key).status_code == 404
 
@@ -132,7 +132,7 @@ def test_answers_alone_complete_the_evaluation_whose_questionnaire_they_answer(c
     assert complete["summary"]["outcome"] == "all_criteria_met" and complete["missing_information"] == []
     evidence = {e["field"]: e for c in complete["criteria"] for e in c["evidence"]}
     assert evidence["low_back_pain.nrs"]["value"] == 7  # from the first evaluation, still cited
-    assert evidence["low_back_pain.nrs"]["source"] == {"reference": "Observation/nrs-1", "date": "2026-10-02"}
+    assert evidence["low_back_pain.nrs"]["source"] == {"reference": "Observation/nrs-1", "date": "2026-10-02", "date_element": "effectiveDateTime"}
     assert evidence["low_back_pain.mechanical"]["source"]["reference"] == "QuestionnaireResponse/answers-1"
 
     answers["questionnaire"] = questionnaire["url"].replace(first["evaluation_id"], "no-such-evaluation")

@@ -20,7 +20,7 @@ from service.fhir.parse import Located, bundle_entries, validate
 from service.fhir.dates import moment
 from service.fhir.patients import one_patient
 from service.fhir.answers import answers
-from service.fhir.readers import SOURCE_TYPES, Context, Found, maybe_read, read, relevant, walk_items
+from service.fhir.readers import SOURCE_TYPES, Context, Found, date_element, maybe_read, read, relevant, walk_items
 from service.policy.sources import ScoredQuestionnaireSource, Source, parse_sources
 
 __all__ = ["BundleCase", "FhirCase", "MAX_READ", "case_from_bundle", "case_from_located", "case_from_resources",
@@ -143,9 +143,11 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
             references = list(dict.fromkeys(f.item.reference for f in usable))
             case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, "references": references,
                                      **(latest.detail or {})}
+            _date_element(case.provenance[path], latest)
         else:
             value = latest.value
             case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, **(latest.detail or {})}
+            _date_element(case.provenance[path], latest)
             conflict = _conflict(usable, fields[path])
             if conflict is not None:
                 case.provenance[path]["conflict"] = conflict
@@ -246,6 +248,9 @@ def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = 
     for key, value in fhir.payload.items():
         case[key] = {**case[key], **value} if isinstance(value, dict) and isinstance(case.get(key), dict) else value
     case.update(external_id=external_id, service_date=day.isoformat())
+    requested = _requested_service(items)
+    if requested:
+        case["requested_service"] = requested
     if policy is not None:
         case["policy"] = policy
     return BundleCase(case, fhir)
@@ -288,3 +293,33 @@ def _order_date(items: list[Located]) -> tuple[datetime.date, str] | None:
                     return parsed[0], f"{item.path}.{path}"
     return None
 
+
+
+def _requested_service(items: list[Located]) -> list[dict[str, str]]:
+    """The codes of the first service or device request that has any (``code`` or, on a
+    DeviceRequest, ``codeCodeableConcept``), as the case's ``requested_service``; codings the case
+    could not hold (no system or code, overlong) are left out, never refused."""
+    for item in items:
+        if item.type not in _ORDER_TYPES or not maybe_read(item.resource):
+            continue
+        concept = item.resource.get("code") or item.resource.get("codeCodeableConcept")
+        codings = concept.get("coding") if isinstance(concept, dict) else None
+        found = []
+        for coding in codings if isinstance(codings, list) else []:
+            system, code = (coding.get("system"), coding.get("code")) if isinstance(coding, dict) else (None, None)
+            if not (isinstance(system, str) and 0 < len(system) <= 256 and isinstance(code, str) and 0 < len(code) <= 64):
+                continue
+            entry = {"system": system, "code": code}
+            display = coding.get("display")
+            if isinstance(display, str) and 0 < len(display) <= 256:
+                entry["display"] = display
+            found.append(entry)
+        if found:
+            return found[:10]
+    return []
+
+
+def _date_element(provenance: dict[str, Any], latest: Found) -> None:
+    """Say which element the value's date was read from (onset, observed…), when it has one."""
+    if latest.date is not None:
+        provenance["date_element"] = date_element(latest.item)

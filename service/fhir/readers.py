@@ -79,6 +79,20 @@ def resource_date(item: Located) -> tuple[str | None, tuple]:
     return _dated(item, *_DATE_PATHS.get(item.type, ()))
 
 
+def date_element(item: Located) -> str | None:
+    """Which element of the resource its date was read from (``effectiveDateTime``,
+    ``onsetPeriod.start``, ``birthDate``…), so a reader knows what the date is; None when undated."""
+    if item.type == "Patient":
+        return "birthDate" if item.resource.get("birthDate") else None
+    for path in _DATE_PATHS.get(item.type, ()):
+        value: Any = item.resource
+        for name in path:
+            value = value.get(name) if isinstance(value, dict) else None
+        if moment(value) is not None:
+            return ".".join(path)
+    return None
+
+
 _DATE_PATHS = {
     "Observation": (("effectiveDateTime",), ("effectivePeriod", "end"), ("effectivePeriod", "start"),
                     ("effectiveInstant",), ("issued",)),

@@ -51,6 +51,16 @@ IsoDate = Annotated[datetime.date, BeforeValidator(_iso_date)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128), BeforeValidator(_reference)]
 
 
+class RequestedService(BaseModel):
+    """One code of the service asked for, as the order carries it (e.g. CPT 64568)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    system: str = Field(min_length=1, max_length=256, description="Code system URI, e.g. http://www.ama-assn.org/go/cpt")
+    code: str = Field(min_length=1, max_length=64)
+    display: str | None = Field(None, max_length=256)
+
+
 class CaseBase(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -101,6 +111,9 @@ def case_model(dictionary: Dictionary) -> type[CaseBase]:
         "priority": (Literal["standard", "expedited"] | None, Field(
             None, description="How urgent the request is: `expedited` (due 72 hours after receipt) or "
             "`standard` (7 calendar days, CMS-0057-F); default `standard`. Not read by any rule.")),
+        "requested_service": (list[RequestedService] | None, Field(
+            None, max_length=10, description="The service the order asks for (its codes), shown to reviewers; "
+            "FHIR intake reads it from the ServiceRequest or DeviceRequest.")),
     }
     for section, label in dictionary.sections.items():
         members = {spec.name: _field(spec) for spec in dictionary.in_section(section)}

@@ -64,6 +64,7 @@ class _PolicyFile(RuleFileFormat):
     criteria: list[_RuleEntry] = Field(min_length=1)
     flags: list[_RuleEntry] = []
     orders: list[_OrderCode] = []
+    evidence_max_age_months: int | None = Field(None, ge=1, le=120)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class PolicyVersion:
     flags: tuple[Rule, ...]
     folder: Path
     orders: tuple[OrderCode, ...] = ()
+    evidence_max_age_months: int | None = None  # how old evidence may be before the service date; None: not said
 
     @property
     def key(self) -> str:
@@ -152,6 +154,7 @@ class PolicyVersion:
             "criteria": [r.to_dict() for r in self.criteria],
             "flags": [r.to_dict() for r in self.flags],
             "orders": [o.to_dict() for o in self.orders],
+            "evidence_max_age_months": self.evidence_max_age_months,
         }
 
 
@@ -237,6 +240,7 @@ def load_policy_file(path: Path, dictionary: Dictionary) -> PolicyVersion:
         flags=flags,
         folder=path.parent,
         orders=orders,
+        evidence_max_age_months=parsed.evidence_max_age_months,
     )
 
 

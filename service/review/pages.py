@@ -5,73 +5,44 @@ and a Content-Security-Policy that would refuse any, so nothing loads from elsew
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import FileResponse, Response
 
 from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
-from service.review import words
+from service.review import decide, queue
 from service.review.notes import checked_note
+from service.review.render import PACKAGE, forbidden, not_found, page, redirect, review_page, review_path, sign_in_page
 from service.review.sessions import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
     SignedInDep,
     clear_cookie,
     csrf_matches,
-    new_sign_in_token,
     safe_next,
-    set_cookie,
     set_session_cookie,
     sign_in_retry_after,
 )
-from service.review.store import (
-    SignedIn,
-    add_note,
-    close_session,
-    find_session,
-    list_notes,
-    load_result,
-    open_session,
-)
+from service.review.store import SignedIn, add_note, close_session, find_session, load_result, open_session
 from service.store.database import Database
 from service.store.evaluations import list_evaluation_results
 from service.store.paging import InvalidCursor
 from service.store.keys import authenticate
 
-PACKAGE = Path(__file__).parent
 PAGE_SIZE = 20
 MAX_EXTERNAL_ID_LENGTH = 128
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
-
-templates = Jinja2Templates(
-    env=jinja2.Environment(
-        loader=jinja2.FileSystemLoader(PACKAGE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+STALE_FORM = (
+    "This form was opened in an earlier session, so the note was not added. It is kept below: "
+    "check it and choose Add note again."
 )
-templates.env.filters.update(moment=words.moment, day=words.day)
-templates.env.globals.update(status=words.status, outcome_words=words.OUTCOMES)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
+router.include_router(queue.router)
+router.include_router(decide.router)
 
 
 # --- signing in and out -----------------------------------------------------------------------
@@ -80,48 +51,62 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 @router.get("")
 def sign_in_form(request: Request, db: DatabaseDep, next: str | None = None) -> Response:
     if find_session(db, request.cookies.get(SESSION_COOKIE)) is not None:
-        return _redirect(safe_next(next))
-    return _sign_in_page(request, safe_next(next))
+        return redirect(safe_next(next))
+    return sign_in_page(request, safe_next(next))
 
 
 @router.post("/sign-in")
 async def sign_in(request: Request, db: DatabaseDep) -> Response:
     form = await request.form()
     target = safe_next(form.get("next"))
+    # A note or a determination typed in a session that had ended, carried through sign-in.
+    pending = _pending_note(form) or decide.pending_decision(form)
     if not csrf_matches(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf_token")):
-        return _sign_in_page(
-            request, target, 403, "The sign-in form had expired or came from elsewhere. Please try again."
+        return sign_in_page(
+            request, target, 403, "The sign-in form had expired or came from elsewhere. Please try again.", pending
         )
     if wait := sign_in_retry_after(request):
-        response = _sign_in_page(
-            request, target, 429, f"Too many sign-in attempts from this address. Try again in {wait} seconds."
+        response = sign_in_page(
+            request, target, 429, f"Too many sign-in attempts from this address. Try again in {wait} seconds.", pending
         )
         response.headers["Retry-After"] = str(wait)
         return response
     presented = form.get("key")
     key = await run_in_threadpool(authenticate, db, presented if isinstance(presented, str) else None)
     if key is None:
-        return _sign_in_page(request, target, 401, "That key was not accepted. Check it and try again.")
+        return sign_in_page(request, target, 401, "That key was not accepted. Check it and try again.", pending)
     if not key.has_role("reviewer"):
-        return _sign_in_page(
-            request, target, 403, "This is an intake key: only reviewer keys can sign in to the review page."
+        return sign_in_page(
+            request, target, 403, "This is an intake key: only reviewer keys can sign in to the review page.", pending
         )
     await run_in_threadpool(close_session, db, request.cookies.get(SESSION_COOKIE))
     token = await run_in_threadpool(open_session, db, key.id)
     request.state.key_id = key.id
-    response = _redirect(target)
+    if pending is not None:
+        session = await run_in_threadpool(find_session, db, token)
+        resume = _add_pending_note if pending["kind"] == "note" else decide.resume
+        response = await run_in_threadpool(resume, request, session, db, pending)
+    else:
+        response = redirect(target)
     set_session_cookie(request, response, token)
     clear_cookie(request, response, SIGN_IN_COOKIE)
     return response
+
+
+@router.get("/sign-in")
+@router.get("/sign-out")
+def sign_in_or_out_opened(request: Request) -> Response:
+    """A bookmarked or reloaded form address: the sign-in form (which passes a live session on)."""
+    return redirect("/review")
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request, session: SignedInDep, db: DatabaseDep) -> Response:
     form = await request.form()
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):
-        return _forbidden(request, session)
+        return forbidden(request, session)
     await run_in_threadpool(close_session, db, request.cookies.get(SESSION_COOKIE))
-    response = _redirect("/review?signed_out=1")
+    response = redirect("/review?signed_out=1")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
 
@@ -144,13 +129,13 @@ def search(
         status = 422
     elif external_id:
         try:
-            page = list_evaluation_results(db, external_id, PAGE_SIZE, cursor)
+            found = list_evaluation_results(db, external_id, PAGE_SIZE, cursor)
         except InvalidCursor:
             context["error"] = "That page link is not valid any more; showing the newest evaluations."
-            page = list_evaluation_results(db, external_id, PAGE_SIZE)
-        next_cursor = page.next_cursor
+            found = list_evaluation_results(db, external_id, PAGE_SIZE)
+        next_cursor = found.next_cursor
         context.update(
-            results=[json.loads(result) for result in page.results],
+            results=[json.loads(result) for result in found.results],
             first_page=not cursor or context["error"] is not None,
             next_url=(
                 f"/review/evaluations?{urlencode({'external_id': external_id, 'cursor': next_cursor})}"
@@ -159,7 +144,7 @@ def search(
             ),
             first_url=f"/review/evaluations?{urlencode({'external_id': external_id})}",
         )
-    return _page(request, session, "search.html", context, status)
+    return page(request, session, "search.html", context, status)
 
 
 # --- the review summary and its notes ---------------------------------------------------------
@@ -172,32 +157,46 @@ def review(
     session: SignedInDep,
     db: DatabaseDep,
     note_on: Annotated[str | None, Query(max_length=64)] = None,
+    saved: Annotated[int | None, Query(ge=1)] = None,
+    paper: Annotated[str, Query(max_length=8)] = "letter",
+    recorded: Annotated[str | None, Query(max_length=64)] = None,
+    start_reason: bool = False,
+    done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
     result = load_result(db, evaluation_id)
     if result is None:
-        return _not_found(request, session)
-    return _review_page(request, session, db, result, {"criterion": note_on or "", "text": ""})
+        return not_found(request, session)
+    draft = {"criterion": note_on or "", "text": ""}
+    return review_page(
+        request, session, db, result, draft, saved=saved, paper=paper, recorded=recorded, start_reason=start_reason,
+        done=done,
+    )
 
 
 @router.post("/evaluations/{evaluation_id}/notes")
-async def add_note_from_form(request: Request, evaluation_id: str, session: SignedInDep, db: DatabaseDep) -> Response:
+async def add_note_from_form(request: Request, evaluation_id: str, db: DatabaseDep) -> Response:
     form = await request.form()
-    if not csrf_matches(session.csrf_token, form.get("csrf_token")):
-        return _forbidden(request, session)
+    draft = _draft(form.get("criterion"), form.get("text"))
+    session = await run_in_threadpool(find_session, db, request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        # Keep what was typed: the sign-in form carries it, and signing in adds it (nothing of the
+        # case is shown here but the note this browser has just sent).
+        pending = {"kind": "note", "evaluation_id": evaluation_id, **draft}
+        return sign_in_page(request, review_path(evaluation_id), 401, None, pending)
+    request.state.key_id = session.key_id
     result = await run_in_threadpool(load_result, db, evaluation_id)
     if result is None:
-        return _not_found(request, session)
-    criterion = form.get("criterion") or None
-    text = form.get("text")
-    text = text.replace("\r\n", "\n") if isinstance(text, str) else ""  # browsers send CRLF line breaks
-    draft = {"criterion": criterion if isinstance(criterion, str) else "", "text": text}
-    try:
-        criterion, text = checked_note(result, draft["criterion"] or None, text)
-    except InvalidInput as error:
-        problems = {e["field"]: e["message"] for e in error.errors}
-        return await run_in_threadpool(_review_page, request, session, db, result, draft, problems, 422)
-    note = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, session.key_id)
-    return _redirect(f"/review/evaluations/{evaluation_id}#note-{note['id']}")
+        return not_found(request, session)
+    if not csrf_matches(session.csrf_token, form.get("csrf_token")):
+        problems = {"form": STALE_FORM}
+        return await run_in_threadpool(review_page, request, session, db, result, draft, problems, 403)
+    return await run_in_threadpool(_store_note, request, session, db, result, draft)
+
+
+@router.get("/evaluations/{evaluation_id}/notes")
+def note_form_opened(evaluation_id: str) -> Response:
+    """The note form's address opened as a page (a reload, a bookmark): the review, at the form."""
+    return redirect(f"{review_path(evaluation_id)}#add-note")
 
 
 @router.get("/static/review.css")
@@ -205,76 +204,36 @@ def stylesheet() -> Response:
     return FileResponse(PACKAGE / "static" / "review.css", media_type="text/css", headers={"Cache-Control": "no-cache"})
 
 
-# --- rendering --------------------------------------------------------------------------------
+# --- helpers ----------------------------------------------------------------------------------
 
 
-def _review_page(
-    request: Request,
-    session: SignedIn,
-    db: Database,
-    result: dict[str, Any],
-    draft: dict[str, str],
-    problems: dict[str, str] | None = None,
-    status: int = 200,
-) -> Response:
-    phrasing = words.ResultWords(request.app.state.evaluator.catalog)
-    notes = list_notes(db, result["evaluation_id"])
-    notes_by_criterion: dict[str | None, list[dict[str, Any]]] = {}
-    for note in notes:
-        notes_by_criterion.setdefault(note["criterion"], []).append(note)
-    sources: dict[str, dict[str, Any]] = {}
-    for finding in (*result.get("criteria", []), *result.get("flags", [])):
-        for citation in finding.get("citations", []):
-            sources.setdefault(
-                citation["source"],
-                {"reference": citation.get("reference", ""), "url": phrasing.source_url(result["policy"], citation["source"])},
-            )
-    context = {
-        "result": result,
-        "words": phrasing,
-        "flags": words.flags_in_reading_order(result.get("flags", [])),
-        "flags_present": result.get("summary", {}).get("flags_present")
-        or [f["id"] for f in result.get("flags", []) if f.get("status") == "present"],
-        "notes_by_criterion": notes_by_criterion,
-        "note_count": len(notes),
-        "sources": sources,
-        "draft": draft,
-        "problems": problems or {},
-    }
-    return _page(request, session, "review.html", context, status)
+def _store_note(request: Request, session: SignedIn, db: Database, result: dict[str, Any], draft: dict[str, str]) -> Response:
+    """Check and append the note, then show it, confirmed, on the review; or the review again
+    with the note and what is wrong with it (focus moves to the message)."""
+    try:
+        criterion, text = checked_note(result, draft["criterion"] or None, draft["text"])
+    except InvalidInput as error:
+        problems = {e["field"]: e["message"] for e in error.errors}
+        return review_page(request, session, db, result, draft, problems, 422)
+    note = add_note(db, result["evaluation_id"], criterion, text, session.key_id)
+    # No fragment: a fragment target would stop the browser from moving focus to the confirmation.
+    return redirect(f"{review_path(result['evaluation_id'])}?saved={note['id']}")
 
 
-def _page(request: Request, session: SignedIn | None, template: str, context: dict[str, Any], status: int = 200) -> Response:
-    return templates.TemplateResponse(
-        request, template, {"session": session, **context}, status_code=status, headers=SECURITY_HEADERS
-    )
+def _add_pending_note(request: Request, session: SignedIn | None, db: Database, pending: dict[str, str]) -> Response:
+    result = load_result(db, pending["evaluation_id"])
+    if session is None or result is None:
+        return redirect(review_path(pending["evaluation_id"]))
+    return _store_note(request, session, db, result, {"criterion": pending["criterion"], "text": pending["text"]})
 
 
-def _sign_in_page(request: Request, target: str, status: int = 200, error: str | None = None) -> Response:
-    token = new_sign_in_token()
-    context = {
-        "csrf_token": token,
-        "next": target,
-        "error": error,
-        "signed_out": request.query_params.get("signed_out") == "1" and error is None,
-    }
-    response = _page(request, None, "sign_in.html", context, status)
-    set_cookie(request, response, SIGN_IN_COOKIE, token, max_age=3600)
-    return response
+def _draft(criterion: object, text: object) -> dict[str, str]:
+    text = text.replace("\r\n", "\n") if isinstance(text, str) else ""  # browsers send CRLF line breaks
+    return {"criterion": criterion if isinstance(criterion, str) else "", "text": text}
 
 
-def _not_found(request: Request, session: SignedIn) -> Response:
-    context = {"heading": "No such evaluation", "message": "No evaluation has this id. Search by intake reference instead."}
-    return _page(request, session, "message.html", context, 404)
-
-
-def _forbidden(request: Request, session: SignedIn) -> Response:
-    context = {
-        "heading": "The form had expired",
-        "message": "The form did not carry this session's token, so nothing was done. Go back, reload the page and try again.",
-    }
-    return _page(request, session, "message.html", context, 403)
-
-
-def _redirect(location: str) -> Response:
-    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+def _pending_note(form: Any) -> dict[str, str] | None:
+    evaluation_id = form.get("note_evaluation")
+    if not isinstance(evaluation_id, str) or not evaluation_id:
+        return None
+    return {"kind": "note", "evaluation_id": evaluation_id, **_draft(form.get("note_criterion"), form.get("note_text"))}

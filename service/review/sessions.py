@@ -53,7 +53,7 @@ def csrf_matches(expected: str | None, presented: object) -> bool:
 
 def safe_next(target: object) -> str:
     """Where to go after signing in: a path of the review page, never another site."""
-    default = f"{COOKIE_PATH}/evaluations"
+    default = f"{COOKIE_PATH}/queue"
     if not isinstance(target, str) or not target.startswith(f"{COOKIE_PATH}/") or len(target) > 2000:
         return default
     if "\\" in target or "//" in target or any(ch < " " or ch == "\x7f" for ch in target):

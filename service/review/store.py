@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from service.requests.people import display_name, name_column
+from service.review.words import iso
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_result
 from service.store.tables import ApiKey, Base, as_utc, storable, utc_now
@@ -55,8 +57,14 @@ class SignedIn:
 
     key_id: str
     key_label: str | None
+    name: str | None
     csrf_token: str
     expires_at: datetime.datetime
+    key: KeyRecord  # the reviewer, as the backend's functions take them
+
+    @property
+    def reviewer(self) -> dict[str, str | None]:
+        return {"key_id": self.key_id, "name": self.name}
 
 
 def open_session(db: Database, key_id: str) -> str:
@@ -95,8 +103,8 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
     if row is None:
         return None
     stored, key = row
-    reviewer = KeyRecord(key.id, key.role, key.label).has_role("reviewer")
-    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not reviewer:
+    caller = KeyRecord(key.id, key.role, key.label)
+    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not caller.has_role("reviewer"):
         close_session(db, token)
         return None
     expires_at = min(now + SESSION_IDLE, as_utc(stored.created_at) + SESSION_LIFETIME)
@@ -108,7 +116,7 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
             )
     else:
         expires_at = as_utc(stored.expires_at)
-    return SignedIn(key.id, key.label, stored.csrf_token, expires_at)
+    return SignedIn(key.id, key.label, display_name(key), stored.csrf_token, expires_at, caller)
 
 
 def close_session(db: Database, token: str | None) -> None:
@@ -168,5 +176,10 @@ def _note_dict(
     }
 
 
-def iso(moment: datetime.datetime) -> str:
-    return as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
+def reviewer_names(db: Database, key_ids: set[str]) -> dict[str, str | None]:
+    """Each key's name for people, by the requests' rule (``service.requests.people``), so notes,
+    the queue and determinations name a reviewer alike; None for a key without one."""
+    if not key_ids:
+        return {}
+    with db.session() as session:
+        return {key_id: name for key_id, name in session.execute(select(ApiKey.id, name_column()).where(ApiKey.id.in_(key_ids)))}
