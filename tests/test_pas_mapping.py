@@ -92,10 +92,12 @@ def test_a_documented_request_is_pended_as_the_kit_checks_a_pend(evaluator, vers
 def test_the_case_is_read_from_the_supporting_information_as_the_intake_reads_it(evaluator):
     request = read_request(request_bundle(*documentation()))
     _, read, result = evaluate(evaluator, request)
-    expected = {**example_case(), "external_id": "111099", "priority": "standard"}
+    expected = {**example_case(), "external_id": "111099", "priority": "standard",
+                # the order's code, read by the intake since the review page shows the requested service
+                "requested_service": [{"system": "http://www.ama-assn.org/go/cpt", "code": "64568"}]}
     assert read.case == expected
     nrs_evidence = next(e for c in result["criteria"] for e in c["evidence"] if e["field"] == "low_back_pain.nrs")
-    assert nrs_evidence["source"] == {"reference": "Observation/pain-1", "date": "2026-10-02"}
+    assert nrs_evidence["source"] == {"reference": "Observation/pain-1", "date": "2026-10-02", "date_element": "effectiveDateTime"}
     assert read.fhir.expressions["external_id"] == "Bundle.entry[0].resource.identifier[0].value"
 
 
