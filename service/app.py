@@ -25,7 +25,8 @@ from uvicorn.supervisors import Multiprocess
 from service.errors import InvalidInput
 from service.engine.evaluation import Evaluator
 from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
-from service.store.keys import ROLES
+from service.store.keys import roles_granting
+from service.web.audit import AuditMiddleware
 from service.web.middleware import (
     AccessLogMiddleware,
     BodySizeLimitMiddleware,
@@ -34,7 +35,7 @@ from service.web.middleware import (
 )
 from service.web.media import media_type
 from service.web.ratelimit import RateLimiter
-from service.api.routers import evaluations, health, policies
+from service.api.routers import audit, evaluations, health, policies
 from service.cds import routes as cds
 from service.review import notes as review_notes, pages as review_pages
 from service.settings import Settings
@@ -51,8 +52,10 @@ Checks prior-authorization cases against declarative, cited coverage criteria.
 Results support a reviewer's determination; they are not a coverage decision.
 
 Every endpoint except `/health` needs an API key in the `X-API-Key` header: `intake` keys may
-submit evaluations and read them and the policies; `reviewer` keys may also list evaluations
-by `external_id`. Each operation names the role it needs (`x-required-role`). A key may make
+submit evaluations and read their own organization's, and the policies; `reviewer` keys read
+every organization's and may also list evaluations by `external_id`; `auditor` keys read the
+audit trail only. Each operation names the role it needs (`x-required-role`). Every access to
+case data is recorded in the audit trail. A key may make
 a limited number of requests a minute (429 with `Retry-After` beyond it). While the database
 is unreachable or read-only the service answers 503 and stores nothing.
 """
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(health.router)
     app.include_router(evaluations.router, prefix="/v1")
     app.include_router(policies.router, prefix="/v1")
+    app.include_router(audit.router, prefix="/v1")
     app.state.cds = cds.CdsConfig.from_settings(settings)
     app.include_router(cds.router)
     app.include_router(review_notes.router, prefix="/v1")
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(AuditMiddleware)  # innermost: its own 503 still gets no-store and a log line
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(NoStoreMiddleware)
     app.add_middleware(AccessLogMiddleware)
@@ -206,14 +211,14 @@ def _complete_openapi(app: FastAPI) -> None:
 
 
 def _mark_roles(schema: dict[str, Any]) -> None:
-    """``x-required-role`` and a sentence in the description, from the security requirement's scope."""
+    """``x-required-role`` and a sentence in the description, from the security requirement's scopes."""
     for operations in schema["paths"].values():
         for operation in operations.values():
             requirements = operation.get("security", [])
             roles = [role for requirement in requirements for role in requirement.get("APIKeyHeader", [])]
             if not roles:
                 continue
-            admitted = " or ".join(f"`{r}`" for r in ROLES[ROLES.index(roles[0]):])
+            admitted = " or ".join(f"`{r}`" for r in dict.fromkeys(held for role in roles for held in roles_granting(role)))
             note = f"Needs an API key in `X-API-Key` with the {admitted} role."
             operation["x-required-role"] = roles[0]
             operation["description"] = "\n\n".join(filter(None, [operation.get("description"), note]))

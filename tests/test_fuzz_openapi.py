@@ -34,7 +34,7 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     examples = EXAMPLES["long" if request.config.getoption("--long") else "default"]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14  # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks
+    assert len(operations) == 15  # 9 REST (with FHIR questionnaires) + 2 notes + 1 audit + 3 CDS Hooks
 
     for operation in operations:
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import jinja2
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from service.audit.record import Access
+from service.web.audit import audited
 from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
 from service.review import words
@@ -47,6 +49,7 @@ from service.store.keys import authenticate
 
 PACKAGE = Path(__file__).parent
 PAGE_SIZE = 20
+SEE_OTHER = 303  # what a form's success answers: the page to see next
 MAX_EXTERNAL_ID_LENGTH = 128
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -69,7 +72,7 @@ templates = Jinja2Templates(
     )
 )
 templates.env.filters.update(moment=words.moment, day=words.day)
-templates.env.globals.update(status=words.status, outcome_words=words.OUTCOMES)
+templates.env.globals.update(status=words.status, outcome_words=words.OUTCOMES, submitter=words.submitter)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
@@ -85,9 +88,11 @@ def sign_in_form(request: Request, db: DatabaseDep, next: str | None = None) -> 
 
 
 @router.post("/sign-in")
-async def sign_in(request: Request, db: DatabaseDep) -> Response:
+async def sign_in(request: Request, db: DatabaseDep,
+                  access: Annotated[Access, Depends(audited("sign-in", "page"))]) -> Response:
     form = await request.form()
     target = safe_next(form.get("next"))
+    access.action = "sign-in-failed"  # until a reviewer key has been accepted
     if not csrf_matches(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf_token")):
         return _sign_in_page(
             request, target, 403, "The sign-in form had expired or came from elsewhere. Please try again."
@@ -102,12 +107,14 @@ async def sign_in(request: Request, db: DatabaseDep) -> Response:
     key = await run_in_threadpool(authenticate, db, presented if isinstance(presented, str) else None)
     if key is None:
         return _sign_in_page(request, target, 401, "That key was not accepted. Check it and try again.")
+    request.state.key = key  # who tried, for the audit trail
     if not key.has_role("reviewer"):
         return _sign_in_page(
-            request, target, 403, "This is an intake key: only reviewer keys can sign in to the review page."
+            request, target, 403, f"This is an {key.role} key: only reviewer keys can sign in to the review page."
         )
     await run_in_threadpool(close_session, db, request.cookies.get(SESSION_COOKIE))
     token = await run_in_threadpool(open_session, db, key.id)
+    access.action = "sign-in"
     request.state.key_id = key.id
     response = _redirect(target)
     set_session_cookie(request, response, token)
@@ -129,7 +136,7 @@ async def sign_out(request: Request, session: SignedInDep, db: DatabaseDep) -> R
 # --- search -----------------------------------------------------------------------------------
 
 
-@router.get("/evaluations")
+@router.get("/evaluations", dependencies=[Depends(audited("search", "evaluation"))])
 def search(
     request: Request,
     session: SignedInDep,
@@ -144,10 +151,10 @@ def search(
         status = 422
     elif external_id:
         try:
-            page = list_evaluation_results(db, external_id, PAGE_SIZE, cursor)
+            page = list_evaluation_results(db, session.key, external_id, PAGE_SIZE, cursor)
         except InvalidCursor:
             context["error"] = "That page link is not valid any more; showing the newest evaluations."
-            page = list_evaluation_results(db, external_id, PAGE_SIZE)
+            page = list_evaluation_results(db, session.key, external_id, PAGE_SIZE)
         next_cursor = page.next_cursor
         context.update(
             results=[json.loads(result) for result in page.results],
@@ -165,7 +172,7 @@ def search(
 # --- the review summary and its notes ---------------------------------------------------------
 
 
-@router.get("/evaluations/{evaluation_id}")
+@router.get("/evaluations/{evaluation_id}", dependencies=[Depends(audited("read", "page", "evaluation_id"))])
 def review(
     request: Request,
     evaluation_id: str,
@@ -173,18 +180,20 @@ def review(
     db: DatabaseDep,
     note_on: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    result = load_result(db, evaluation_id)
+    result = load_result(db, session.key, evaluation_id)
     if result is None:
         return _not_found(request, session)
     return _review_page(request, session, db, result, {"criterion": note_on or "", "text": ""})
 
 
 @router.post("/evaluations/{evaluation_id}/notes")
-async def add_note_from_form(request: Request, evaluation_id: str, session: SignedInDep, db: DatabaseDep) -> Response:
+async def add_note_from_form(request: Request, evaluation_id: str,
+                             access: Annotated[Access, Depends(audited("create", "note", "evaluation_id"))],
+                             session: SignedInDep, db: DatabaseDep) -> Response:
     form = await request.form()
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):
         return _forbidden(request, session)
-    result = await run_in_threadpool(load_result, db, evaluation_id)
+    result = await run_in_threadpool(load_result, db, session.key, evaluation_id)
     if result is None:
         return _not_found(request, session)
     criterion = form.get("criterion") or None
@@ -196,7 +205,9 @@ async def add_note_from_form(request: Request, evaluation_id: str, session: Sign
     except InvalidInput as error:
         problems = {e["field"]: e["message"] for e in error.errors}
         return await run_in_threadpool(_review_page, request, session, db, result, draft, problems, 422)
-    note = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, session.key_id)
+    note = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, session.key_id,
+                                   access.rows(SEE_OTHER))
+    access.committed()
     return _redirect(f"/review/evaluations/{evaluation_id}#note-{note['id']}")
 
 
@@ -277,4 +288,4 @@ def _forbidden(request: Request, session: SignedIn) -> Response:
 
 
 def _redirect(location: str) -> Response:
-    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+    return RedirectResponse(location, status_code=SEE_OTHER, headers={"Cache-Control": "no-store"})

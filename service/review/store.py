@@ -14,8 +14,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_result
+from service.store.group_commit import Rows
 from service.store.tables import ApiKey, Base, as_utc, storable, utc_now
 from service.store.keys import KeyRecord
+from service.store.tenancy import Caller
 
 SESSION_IDLE = datetime.timedelta(minutes=30)
 SESSION_LIFETIME = datetime.timedelta(hours=8)
@@ -57,6 +59,7 @@ class SignedIn:
     key_label: str | None
     csrf_token: str
     expires_at: datetime.datetime
+    key: KeyRecord  # the caller of the page's reads
 
 
 def open_session(db: Database, key_id: str) -> str:
@@ -95,8 +98,8 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
     if row is None:
         return None
     stored, key = row
-    reviewer = KeyRecord(key.id, key.role, key.label).has_role("reviewer")
-    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not reviewer:
+    caller = KeyRecord(key.id, key.role, key.label, key.organization, key.name)
+    if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not caller.has_role("reviewer"):
         close_session(db, token)
         return None
     expires_at = min(now + SESSION_IDLE, as_utc(stored.created_at) + SESSION_LIFETIME)
@@ -108,7 +111,7 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
             )
     else:
         expires_at = as_utc(stored.expires_at)
-    return SignedIn(key.id, key.label, stored.csrf_token, expires_at)
+    return SignedIn(key.id, key.label, stored.csrf_token, expires_at, caller)
 
 
 def close_session(db: Database, token: str | None) -> None:
@@ -124,14 +127,16 @@ def _digest(token: str) -> str:
 # --- evaluations and notes ---------------------------------------------------------------------
 
 
-def load_result(db: Database, evaluation_id: str) -> dict[str, Any] | None:
-    """A stored result, parsed; None when there is none."""
-    result_json = get_evaluation_result(db, evaluation_id)
+def load_result(db: Database, caller: Caller, evaluation_id: str) -> dict[str, Any] | None:
+    """A stored result, parsed; None when there is none ``caller`` may read."""
+    result_json = get_evaluation_result(db, caller, evaluation_id)
     return None if result_json is None else json.loads(result_json)
 
 
-def add_note(db: Database, evaluation_id: str, criterion: str | None, text: str, key_id: str) -> dict[str, Any]:
-    """Append a note (the caller has checked that the evaluation and criterion exist)."""
+def add_note(db: Database, evaluation_id: str, criterion: str | None, text: str, key_id: str,
+             also: Rows = ()) -> dict[str, Any]:
+    """Append a note (the caller has checked that the evaluation and criterion exist), with the
+    rows ``also`` given (the request's audit record) in the same transaction."""
     row = {
         "evaluation_id": evaluation_id,
         "criterion": criterion,
@@ -141,6 +146,8 @@ def add_note(db: Database, evaluation_id: str, criterion: str | None, text: str,
     }
     with db.write() as connection:
         note_id = connection.execute(insert(ReviewNote).returning(ReviewNote.id), row).scalar_one()
+        for table, other in also:
+            connection.execute(insert(table), other)
     return _note_dict(note_id, **row)
 
 

@@ -96,3 +96,9 @@ def day(value: str | None) -> str:
     except ValueError:
         return value
     return f"{parsed.day} {parsed:%b %Y}"
+
+
+def submitter(result: dict[str, Any]) -> str:
+    """The organization that submitted an evaluation (results stored before organizations name none)."""
+    named = result.get("submitter")
+    return (named.get("organization") if isinstance(named, dict) else None) or "not recorded"

@@ -4,7 +4,8 @@ Two ways in, one upgrade:
 
 - ``Database.migrate`` (every start-up) hands over an open connection in
   ``config.attributes["connection"]``, inside its own transaction, so the whole upgrade commits or
-  rolls back as one (on PostgreSQL under an advisory lock shared by every server);
+  rolls back as one (on PostgreSQL under an advisory lock shared by every server; on SQLite with
+  foreign keys off while a table is rebuilt: ``store.database.migration_connection``);
 - the ``alembic`` command (``alembic upgrade head``, ``alembic history``, ``alembic revision -m …``
   from the checkout, with ``alembic.ini``) gets here without one: the database is the service's own
   (``COVERAGE_CRITERIA_DATABASE_URL``, else the default SQLite file of the data folder), opened
@@ -21,12 +22,11 @@ if connection is not None:
         context.run_migrations()
 else:
     from service.settings import Settings
-    from service.store.database import Database, hold_migration_lock
+    from service.store.database import Database, migration_connection
 
     database = Database(Settings.from_env().database_url)
     try:
-        with database.engine.begin() as connection:
-            hold_migration_lock(connection)
+        with migration_connection(database.engine) as connection:
             context.configure(connection=connection)
             with context.begin_transaction():
                 context.run_migrations()

@@ -1,0 +1,47 @@
+"""Organizations: every API key and every evaluation belongs to one; the ``auditor`` role.
+
+Keys and evaluations stored before belong to ``default`` (the organization of keys made without
+``--org``). An evaluation names its submitter's organization, which decides who may read it
+(``store/tenancy.py``); the index serves an organization's lists by ``external_id``. Keys gain a
+``name`` (a reviewer's, as notes and printouts show it). The role check admits ``auditor``: on
+SQLite a check constraint changes only by rebuilding the table (batch mode; foreign keys are off
+during migrations, see ``store.database.migration_connection``).
+
+Revision ID: 0004_organizations
+Revises: 0003_one_line
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_organizations"
+down_revision = "0003_one_line"
+branch_labels = None
+depends_on = None
+
+_DEFAULT = sa.text("'default'")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(sa.Column("organization", sa.String(128), server_default=_DEFAULT, nullable=False))
+        batch.add_column(sa.Column("name", sa.String(200), nullable=True))
+        batch.drop_constraint("ck_api_keys_role", type_="check")
+        batch.create_check_constraint("ck_api_keys_role", "role IN ('intake', 'reviewer', 'auditor')")
+    op.add_column("evaluations",
+                  sa.Column("organization", sa.String(128), server_default=_DEFAULT, nullable=False))
+    op.create_index("ix_evaluations_organization_external_id_created_at", "evaluations",
+                    ["organization", "external_id", "created_at"])
+
+
+def downgrade() -> None:
+    # Auditor keys cannot exist before this revision; they go with it (they never wrote anything).
+    op.execute("DELETE FROM api_keys WHERE role = 'auditor'")
+    op.drop_index("ix_evaluations_organization_external_id_created_at", table_name="evaluations")
+    with op.batch_alter_table("evaluations") as batch:
+        batch.drop_column("organization")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_constraint("ck_api_keys_role", type_="check")
+        batch.create_check_constraint("ck_api_keys_role", "role IN ('intake', 'reviewer')")
+        batch.drop_column("name")
+        batch.drop_column("organization")
