@@ -107,6 +107,7 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("GET", "/v1/evaluations/{evaluation_id}/notes"): "reviewer",
         ("GET", "/v1/evaluations/{evaluation_id}/questionnaire"): "intake",
         ("GET", "/v1/policies/{policy_id}/questionnaire"): "intake",
+        ("GET", "/v1/audit"): "auditor",
         ("GET", "/cds-services"): None,
         ("POST", "/cds-services/{service_id}"): None,
         ("POST", "/cds-services/{service_id}/feedback"): None,
