@@ -144,7 +144,7 @@ async def discover(request: Request) -> dict[str, Any]:
 @router.post(
     "/{service_id}",
     summary="A CDS Hooks call (order-sign, order-select); answers with Da Vinci CRD coverage information",
-    dependencies=[Depends(audited("create", "evaluation"))],
+    dependencies=[audited("create", "evaluation")],
 )
 async def call_service(service_id: str, request: Request, key_id: CdsClient) -> JSONResponse:
     service = _service(request, service_id)

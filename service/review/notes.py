@@ -10,15 +10,12 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.audit.record import Access
-from service.web.audit import audited
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep, ReviewerKey
 from service.web.media import parse_json_body
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
@@ -74,10 +71,9 @@ router = APIRouter(
         }
     },
     responses={201: {"model": Note}, 422: {"model": InvalidRequestResponse}},
+    dependencies=[audited("create", "note", "evaluation_id")],
 )
-async def create_note(evaluation_id: str, request: Request,
-                      access: Annotated[Access, Depends(audited("create", "note", "evaluation_id"))],
-                      key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
+async def create_note(evaluation_id: str, request: Request, key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
     body = await request.body()
     result = await run_in_threadpool(stored_result, db, key, evaluation_id)
     payload = parse_json_body(request.headers.get("content-type"), body)
@@ -86,6 +82,7 @@ async def create_note(evaluation_id: str, request: Request,
     except ValidationError as error:
         raise InvalidInput.from_validation_error(error, detail=NOTE_INVALID) from None
     criterion, text = checked_note(result, note.criterion, note.text)
+    access = audit_of(request)
     stored = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, key.id, access.rows(201))
     access.committed()
     return JSONResponse(
@@ -97,7 +94,7 @@ async def create_note(evaluation_id: str, request: Request,
     "/{evaluation_id}/notes",
     summary="An evaluation's reviewer notes, oldest first (reviewer keys only)",
     response_model=NoteList,
-    dependencies=[Depends(audited("read", "note", "evaluation_id"))],
+    dependencies=[audited("read", "note", "evaluation_id")],
 )
 def get_notes(evaluation_id: str, key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
     stored_result(db, key, evaluation_id)

@@ -10,13 +10,12 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import jinja2
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from service.audit.record import Access
-from service.web.audit import audited
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
 from service.review import words
@@ -87,9 +86,9 @@ def sign_in_form(request: Request, db: DatabaseDep, next: str | None = None) -> 
     return _sign_in_page(request, safe_next(next))
 
 
-@router.post("/sign-in")
-async def sign_in(request: Request, db: DatabaseDep,
-                  access: Annotated[Access, Depends(audited("sign-in", "page"))]) -> Response:
+@router.post("/sign-in", dependencies=[audited("sign-in", "page")])
+async def sign_in(request: Request, db: DatabaseDep) -> Response:
+    access = audit_of(request)
     form = await request.form()
     target = safe_next(form.get("next"))
     access.action = "sign-in-failed"  # until a reviewer key has been accepted
@@ -136,7 +135,7 @@ async def sign_out(request: Request, session: SignedInDep, db: DatabaseDep) -> R
 # --- search -----------------------------------------------------------------------------------
 
 
-@router.get("/evaluations", dependencies=[Depends(audited("search", "evaluation"))])
+@router.get("/evaluations", dependencies=[audited("search", "evaluation")])
 def search(
     request: Request,
     session: SignedInDep,
@@ -172,7 +171,7 @@ def search(
 # --- the review summary and its notes ---------------------------------------------------------
 
 
-@router.get("/evaluations/{evaluation_id}", dependencies=[Depends(audited("read", "page", "evaluation_id"))])
+@router.get("/evaluations/{evaluation_id}", dependencies=[audited("read", "page", "evaluation_id")])
 def review(
     request: Request,
     evaluation_id: str,
@@ -186,10 +185,8 @@ def review(
     return _review_page(request, session, db, result, {"criterion": note_on or "", "text": ""})
 
 
-@router.post("/evaluations/{evaluation_id}/notes")
-async def add_note_from_form(request: Request, evaluation_id: str,
-                             access: Annotated[Access, Depends(audited("create", "note", "evaluation_id"))],
-                             session: SignedInDep, db: DatabaseDep) -> Response:
+@router.post("/evaluations/{evaluation_id}/notes", dependencies=[audited("create", "note", "evaluation_id")])
+async def add_note_from_form(request: Request, evaluation_id: str, session: SignedInDep, db: DatabaseDep) -> Response:
     form = await request.form()
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):
         return _forbidden(request, session)
@@ -205,6 +202,7 @@ async def add_note_from_form(request: Request, evaluation_id: str,
     except InvalidInput as error:
         problems = {e["field"]: e["message"] for e in error.errors}
         return await run_in_threadpool(_review_page, request, session, db, result, draft, problems, 422)
+    access = audit_of(request)
     note = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, session.key_id,
                                    access.rows(SEE_OTHER))
     access.committed()

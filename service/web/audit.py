@@ -1,13 +1,15 @@
-"""Auditing a route takes one line: ``dependencies=[Depends(audited("read", "evaluation",
-"evaluation_id"))]`` (or a parameter ``access: Annotated[Access, Depends(audited(…))]`` when the
-route settles the id or the action itself). Every request the route answers then leaves exactly
-one record, with the status it was answered with, whatever the outcome (401, 404 and 422 too):
+"""Auditing a route takes one line in its decorator: ``dependencies=[audited("read",
+"evaluation", "evaluation_id")]``. Every request the route answers then leaves exactly one
+record, with the status it was answered with, whatever the outcome (401, 404 and 422 too: the
+route's own dependencies, the key check among them, run after this one):
 
 - written by :class:`AuditMiddleware` once the response's status is known and before the
   response is sent (group commit; a success whose record cannot be stored is answered 503
   instead, so no case data leaves without its record);
-- or with the request's own write, when the route stores case data (``Access.rows``), and then
-  not again.
+- or with the request's own write, when the route stores case data: it takes the record with
+  ``audit_of(request).rows(status)`` into its transaction (or group commit), calls
+  ``.committed()`` once that has committed, and the record is then not written again. A route
+  may also settle ``resource_id`` (what it created) or ``action`` (a failed sign-in) there.
 
 Who made the request is whoever authenticated it: an API key (``request.state.key``, set by
 ``web.dependencies`` and the review page's session) or a CDS Hooks client
@@ -17,10 +19,9 @@ Who made the request is whoever authenticated it: an API key (``request.state.ke
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,18 +31,22 @@ logger = logging.getLogger("service.audit")
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 
-def audited(action: str, resource: str, id_param: str | None = None) -> Callable[[Request], Coroutine[Any, Any, Access]]:
-    """A dependency recording this request as ``action`` on ``resource``, whose id is the path
-    parameter ``id_param`` (if any). It returns the request's :class:`Access`."""
+def audited(action: str, resource: str, id_param: str | None = None) -> Any:
+    """A route dependency (for its decorator's ``dependencies``) recording each request as
+    ``action`` on ``resource``, whose id is the path parameter ``id_param`` (if any)."""
     Access(action, resource)  # refuses an action or resource the contract does not list, at import
 
-    async def access(request: Request) -> Access:
+    async def record_access(request: Request) -> None:
         resource_id = request.path_params.get(id_param) if id_param else None
-        request.state.audit = found = Access(
-            action, resource, resource_id, client_ip=request.client.host if request.client else None)
-        return found
+        request.state.audit = Access(action, resource, resource_id,
+                                     client_ip=request.client.host if request.client else None)
 
-    return access
+    return Depends(record_access)
+
+
+def audit_of(request: Request) -> Access:
+    """The request's record in the making (its route declared :func:`audited`)."""
+    return request.state.audit
 
 
 def organization_of(client: Any) -> str:

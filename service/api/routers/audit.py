@@ -8,14 +8,13 @@ import json
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from service.audit.events import audit_event, event
-from service.audit.record import Access
 from service.errors import InvalidInput
 from service.store.audit import AuditFilter, list_audit_records
 from service.store.paging import InvalidCursor
-from service.web.audit import audited
+from service.web.audit import audit_of, audited
 from service.web.dependencies import AuditorKey, DatabaseDep
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
 
@@ -58,12 +57,12 @@ router = APIRouter(
         }},
         422: {"model": InvalidRequestResponse},
     },
+    dependencies=[audited("search", "audit")],
 )
 def list_audit(
     request: Request,
     _key: AuditorKey,
     db: DatabaseDep,
-    access: Annotated[Access, Depends(audited("search", "audit"))],
     since: Annotated[str | None, Query(max_length=40, description="ISO 8601 date or date-time (UTC if no "
                                        "offset): records at or after it")] = None,
     until: Annotated[str | None, Query(max_length=40, description="ISO 8601 date or date-time: records "
@@ -75,7 +74,7 @@ def list_audit(
 ) -> Response:
     ndjson = FHIR_NDJSON in (request.headers.get("accept") or "").lower()
     if ndjson:
-        access.action = "export"
+        audit_of(request).action = "export"
     where = AuditFilter(_moment("since", since), _moment("until", until), actor, resource_id)
     try:
         page = list_audit_records(db, where, limit, cursor)

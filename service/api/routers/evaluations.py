@@ -6,11 +6,11 @@ import json
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.audit.record import Access
-from service.web.audit import audited
+from service.web.audit import audit_of, audited
 from service.web.media import media_type, parse_json_body
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
@@ -73,10 +73,10 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
         422: {"model": InvalidRequestResponse, "description": "Invalid case (a FHIR request: an OperationOutcome)",
               "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
     },
+    dependencies=[audited("create", "evaluation")],
 )
 async def create_evaluation(
     request: Request,
-    access: Annotated[Access, Depends(audited("create", "evaluation"))],
     key: IntakeKey,
     db: DatabaseDep,
     evaluator: EvaluatorDep,
@@ -90,6 +90,7 @@ async def create_evaluation(
         ),
     ] = None,
 ) -> Response:
+    access = audit_of(request)
     body = await request.body()
     claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
     if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
@@ -132,7 +133,7 @@ def _answer_again(request: Request, previous: Previous, access: Access) -> Respo
     "/{evaluation_id}",
     summary="A stored result, exactly as it was returned",
     responses={200: {"content": {_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
-    dependencies=[Depends(audited("read", "evaluation", "evaluation_id"))],
+    dependencies=[audited("read", "evaluation", "evaluation_id")],
 )
 def get_evaluation(evaluation_id: str, key: IntakeKey, db: DatabaseDep) -> Response:
     result_json = get_evaluation_result(db, key, evaluation_id)
@@ -145,7 +146,7 @@ def get_evaluation(evaluation_id: str, key: IntakeKey, db: DatabaseDep) -> Respo
     "/{evaluation_id}/questionnaire",
     summary="An SDC Questionnaire (FHIR R4) asking only for the fields this evaluation is missing",
     responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
-    dependencies=[Depends(audited("read", "questionnaire", "evaluation_id"))],
+    dependencies=[audited("read", "questionnaire", "evaluation_id")],
 )
 def get_evaluation_questionnaire(evaluation_id: str, request: Request, key: IntakeKey, db: DatabaseDep,
                                  evaluator: EvaluatorDep) -> Response:
@@ -163,7 +164,7 @@ def get_evaluation_questionnaire(evaluation_id: str, request: Request, key: Inta
         200: {"content": {_JSON: {"schema": _EVALUATION_LIST_SCHEMA}}},
         422: {"model": InvalidRequestResponse},
     },
-    dependencies=[Depends(audited("search", "evaluation"))],
+    dependencies=[audited("search", "evaluation")],
 )
 def list_evaluations(
     external_id: Annotated[str, Query(min_length=1, max_length=128)],
