@@ -128,6 +128,25 @@ def test_an_evaluation_and_its_record_are_stored_together(client, database, trai
     assert [(r["action"], r["resource"], r["status"]) for r in mine] == [("create", "evaluation", 201)]
 
 
+def test_a_fhir_bundle_and_a_retried_post_leave_one_record_each_naming_the_evaluation(client, database, trail):
+    from fhir_support import bundle, nrs, order, patient
+
+    keys, case, _, _ = trail
+    intake = {"X-API-Key": keys["intake"]}
+    fhir = client.post("/v1/evaluations", content=json.dumps(bundle(order(), patient(), nrs(7))),
+                       headers={**intake, "Content-Type": "application/fhir+json"})
+    retried = [client.post("/v1/evaluations", json=case, headers={**intake, "Idempotency-Key": "retry-1"})
+               for _ in range(2)]
+    assert fhir.status_code == 201 and [r.status_code for r in retried] == [201, 201]
+
+    events = client.get("/v1/audit?limit=3", headers={"X-API-Key": keys["auditor"]}).json()["events"][::-1]
+    assert [(e["action"], e["resource_id"], e["status"]) for e in events] == [
+        ("create", fhir.json()["evaluation_id"], 201),
+        ("create", retried[0].json()["evaluation_id"], 201),
+        ("create", retried[0].json()["evaluation_id"], 201),  # the first answer again, read once more
+    ]
+
+
 def test_signing_in_and_failing_to_are_recorded(client, database, trail):
     keys, _, _, _ = trail
     for presented in (keys["reviewer"], keys["intake"], "cc_0123456789abcdef_" + "x" * 43):
