@@ -140,7 +140,7 @@ def test_a_success_whose_record_cannot_be_stored_is_not_sent(client, keys, datab
 def test_an_evaluation_whose_record_cannot_be_stored_is_not_stored_either(client, keys, database, full_case,
                                                                         monkeypatch):
     def broken(self, status):  # a record the database refuses (no action): the batch fails as one
-        return [(AuditRecord.__table__, {"id": "x" * 32, "at": datetime.datetime.now(datetime.UTC), "action": None,
+        return [(AuditRecord.__table__, {"id": "x" * 36, "at": datetime.datetime.now(datetime.UTC), "action": None,
                                          "resource": "evaluation", "status": status})]
 
     monkeypatch.setattr(Access, "rows", broken)

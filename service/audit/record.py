@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from service.engine.ids import new_id
 from service.store.audit import RESOURCE_ID_LENGTH, audit_row
 from service.store.database import Database
 from service.store.group_commit import Rows
@@ -69,6 +70,7 @@ class Access:
         once that write has committed, so that the record is not written twice."""
         actor = self.actor or NOBODY
         return [audit_row(
+            new_id(),  # as evaluation ids: no system call per id, which would hand the GIL away
             actor_key_id=actor.key_id,
             actor_name=actor.name,
             actor_role=actor.role,

@@ -10,7 +10,6 @@ here, newest first, by the one cursor pager.
 from __future__ import annotations
 
 import datetime
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ class AuditRecord(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index(None, "at", "id"), Index(None, "actor_key_id", "at"), Index(None, "resource_id", "at"))
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
     # Not foreign keys: a record outlives whatever it names, and must never stop a write.
     actor_key_id: Mapped[str | None] = mapped_column(String(32))
@@ -43,10 +42,10 @@ class AuditRecord(Base):
     client_ip: Mapped[str | None] = mapped_column(String(64))
 
 
-def audit_row(**columns: Any) -> tuple[Table, dict[str, Any]]:
-    """A record as a row to insert (with an evaluation's rows, or alone) by the columns above but
-    ``id`` and ``at``, which are made here."""
-    return AuditRecord.__table__, {"id": uuid.uuid4().hex, "at": utc_now(), **columns}
+def audit_row(record_id: str, **columns: Any) -> tuple[Table, dict[str, Any]]:
+    """A record as a row to insert (with an evaluation's rows, or alone): its id, and the columns
+    above but ``at``, which is now."""
+    return AuditRecord.__table__, {"id": record_id, "at": utc_now(), **columns}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ _APPEND_ONLY_MESSAGE = "the audit trail is append-only"
 def upgrade() -> None:
     op.create_table(
         "audit_events",
-        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("id", sa.String(36), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor_key_id", sa.String(32), nullable=True),
         sa.Column("actor_name", sa.String(200), nullable=True),
