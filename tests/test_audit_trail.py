@@ -173,4 +173,4 @@ def test_a_cds_hooks_call_is_recorded_with_its_client(cds, database):  # noqa: F
         (ISSUER, ISSUER, record["actor_key_id"]) and record["actor_key_id"].startswith("cds")
 
 
-from cds_support import cds, signer  # noqa: E402,F401 - the CDS Hooks service fixture
+from cds_support import cds, fhir_servers, signer  # noqa: E402,F401 - the CDS Hooks service fixture

@@ -8,9 +8,13 @@ import json
 import pytest
 from sqlalchemy import insert, select, text
 
-from cds_client import ISSUER, reactiv8_order
-from cds_support import COVERAGE, PATIENT, cds, hook, signer  # noqa: F401 - fixtures
+from fastapi.testclient import TestClient
+
+from cds_client import ISSUER, PUBLIC_URL, clients_file, reactiv8_order
+from cds_support import COVERAGE, PATIENT, hook, signer  # noqa: F401 - a fixture
 from service import cli
+from service.app import create_app
+from service.settings import Settings
 from service.store.evaluations import get_evaluation_result, list_evaluation_results
 from service.store.keys import KeyRecord, authenticate, create_key, list_keys
 from service.store.tables import ApiKey, Evaluation, utc_now
@@ -67,17 +71,24 @@ def test_an_intake_caller_lists_only_its_own_organization_s_evaluations_of_a_ref
     assert get_evaluation_result(database, caller("auditor", "elsewhere"), made["east"]["evaluation_id"]) is not None
 
 
-def test_a_cds_client_s_evaluations_belong_to_its_organization_by_default_its_issuer(cds, database):  # noqa: F811
+@pytest.mark.parametrize("organization, expected", [(None, ISSUER), ("ehr-health-system", "ehr-health-system")])
+def test_a_cds_client_s_evaluations_belong_to_its_organization_default_its_issuer(
+        database, evaluator, tmp_path, signer, organization, expected):  # noqa: F811
+    settings = Settings(data_dir=tmp_path, database_url=database.url.render_as_string(hide_password=False),
+                        public_url=PUBLIC_URL,
+                        cds_clients_file=clients_file(tmp_path / "clients.json", signer, organization=organization))
     body = {"hook": "order-sign", "hookInstance": "6a3e0c6e-9f0a-4a3b-9a51-1d2c1f1b0c01",
             "context": {"userId": "Practitioner/1", "patientId": "123",
                         "draftOrders": {"resourceType": "Bundle", "type": "collection",
                                         "entry": [{"resource": reactiv8_order()}]}},
             "prefetch": {"patient": PATIENT, "coverage": COVERAGE}}
-    assert hook(cds, body).status_code == 200
+    with TestClient(create_app(settings, evaluator)) as cds:
+        cds.signer = signer
+        assert hook(cds, body).status_code == 200
     with database.session() as session:
         stored = session.execute(select(Evaluation.organization, Evaluation.result_json)).one()
-    assert stored.organization == ISSUER
-    assert json.loads(stored.result_json)["submitter"] == {"organization": ISSUER}
+    assert stored.organization == expected
+    assert json.loads(stored.result_json)["submitter"] == {"organization": expected}
 
 
 def test_keys_and_evaluations_stored_before_organizations_belong_to_default(database, client, full_case):

@@ -49,18 +49,12 @@ def audit_of(request: Request) -> Access:
     return request.state.audit
 
 
-def organization_of(client: Any) -> str:
-    """A CDS Hooks client's organization (a ``service.cds.auth.Client``): the clients file's
-    ``organization``, else its issuer (contract, "Organizations")."""
-    return getattr(client, "organization", None) or client.issuer
-
-
 def actor_of(state: dict[str, Any]) -> Actor | None:
     """Who authenticated the request, from what the authenticating dependency left in its state."""
     if (key := state.get("key")) is not None:
         return Actor.of_key(key)
-    if (client := state.get("cds_client")) is not None:
-        return Actor.of_cds_client(state.get("key_id"), client.issuer, organization_of(client))
+    if (client := state.get("cds_client")) is not None:  # a service.cds.auth.Client
+        return Actor.of_cds_client(state.get("key_id"), client.issuer, client.organization)
     return None
 
 
