@@ -8,7 +8,9 @@ On a machine shared with others, figures taken minutes apart differ by more than
 Here every checkout runs its own server (``coverage-criteria serve`` with the checkout first on
 ``PYTHONPATH``, a database of its own) at the same time, and each level is measured round after
 round, the checkouts taking turns (the order reversed every round), so that both see the same
-load. It reports each checkout's median evaluations per second per level, and the median of the
+load; or, with ``--together``, all loaded at the same moment, sharing the CPUs (the one that
+needs more CPU per evaluation then stores fewer: the ratio holds however busy the machine is;
+the database CPU of PostgreSQL, counted for all its processes, is then the servers' together). It reports each checkout's median evaluations per second per level, and the median of the
 per-round ratios to the first checkout (``relative_to_first``: 0.95 = 5 % fewer a second); and
 the CPU the server and the database spent per stored evaluation (``cpu_relative_to_first``:
 1.05 = 5 % more), which varies less than requests/s when other processes take the CPUs. Every
@@ -26,6 +28,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from itertools import count
 from pathlib import Path
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--levels", nargs="+", type=int, default=[8, 32], help="requests in flight")
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each measurement")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each level per checkout")
+    parser.add_argument("--together", action="store_true",
+                        help="load every checkout's server at the same time in each round, rather than in turns")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -75,11 +80,21 @@ def main() -> None:
                     cpu: dict[str, list[float]] = {label: [] for label, _ in trees}
                     for round_number in range(args.rounds):
                         order = list(servers.items())
-                        for label, (base, key, pid, engine) in order if round_number % 2 == 0 else order[::-1]:
-                            prefix = f"C{next(prefixes)}"
+                        order = order if round_number % 2 == 0 else order[::-1]
+                        runs_of_round = [(label, base, key, pid, engine, f"C{next(prefixes)}")
+                                         for label, (base, key, pid, engine) in order]
+
+                        def measure(label, base, key, pid, engine, prefix):
                             figures = wrk(base + "/v1/evaluations", in_flight, args.seconds,
                                           {"KEY": key, "CASES": str(cases_file), "PREFIX": prefix}, pid)
-                            problems = check_stored(engine, prefix, figures["answered"])
+                            return label, figures, check_stored(engine, prefix, figures["answered"])
+
+                        if args.together:
+                            with ThreadPoolExecutor(len(runs_of_round)) as pool:
+                                measured = list(pool.map(lambda run: measure(*run), runs_of_round))
+                        else:
+                            measured = [measure(*run) for run in runs_of_round]
+                        for label, figures, problems in measured:
                             failures += figures["errors"] + len(problems)
                             per_tree[label].append(figures["per_second"])
                             cpu[label].append(figures["server_cpu_ms_per_request"]
@@ -106,6 +121,7 @@ def main() -> None:
         "trees": dict(trees),
         "seconds_per_measurement": args.seconds,
         "rounds": args.rounds,
+        "together": args.together,
         "runs": runs,
         "load_average_at_start": load_at_start,
         "load_average_at_end": [round(load, 2) for load in os.getloadavg()],
