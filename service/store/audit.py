@@ -25,7 +25,11 @@ RESOURCE_ID_LENGTH = 128
 
 class AuditRecord(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index(None, "at", "id"), Index(None, "actor_key_id", "at"), Index(None, "resource_id", "at"))
+    # Only indexes that grow at their end as records are appended (time, and each actor's time):
+    # one on resource_id (a new evaluation's random id, for every evaluation stored) would dirty a
+    # random page per record, which cost about a third of the audit's share of a stored
+    # evaluation. A search by resource_id walks the period asked for (since/until) instead.
+    __table_args__ = (Index(None, "at", "id"), Index(None, "actor_key_id", "at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))

@@ -1,7 +1,8 @@
 """The audit trail: one row per access to case data (who, their organization, what, which id,
 the HTTP status, from where; never a case value).
 
-Append-only in the database itself: triggers refuse UPDATE and DELETE on SQLite and PostgreSQL
+Indexed by time and by actor only, the indexes that grow at their end as records are appended
+(see store/audit.py). Append-only in the database itself: triggers refuse UPDATE and DELETE on SQLite and PostgreSQL
 (and TRUNCATE on PostgreSQL), whatever code or client connects.
 
 Revision ID: 0005_audit
@@ -38,7 +39,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_events_at_id", "audit_events", ["at", "id"])
     op.create_index("ix_audit_events_actor_key_id_at", "audit_events", ["actor_key_id", "at"])
-    op.create_index("ix_audit_events_resource_id_at", "audit_events", ["resource_id", "at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
@@ -65,7 +65,6 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER audit_events_no_truncate ON audit_events")
         op.execute("DROP TRIGGER audit_events_append_only ON audit_events")
         op.execute("DROP FUNCTION audit_events_append_only()")
-    op.drop_index("ix_audit_events_resource_id_at", table_name="audit_events")
     op.drop_index("ix_audit_events_actor_key_id_at", table_name="audit_events")
     op.drop_index("ix_audit_events_at_id", table_name="audit_events")
     op.drop_table("audit_events")
