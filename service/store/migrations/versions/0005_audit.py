@@ -1,7 +1,8 @@
 """The audit trail: one row per access to case data (who, their organization, what, which id,
 the HTTP status, from where; never a case value).
 
-Indexed by time and by actor only, the indexes that grow at their end as records are appended
+Keyed by (at, id), the order records are appended and read in (on SQLite the table is that key,
+WITHOUT ROWID), and indexed by actor: all grow at their end as records are appended
 (see store/audit.py). Append-only in the database itself: triggers refuse UPDATE and DELETE on SQLite and PostgreSQL
 (and TRUNCATE on PostgreSQL), whatever code or client connects.
 
@@ -23,8 +24,8 @@ _APPEND_ONLY_MESSAGE = "the audit trail is append-only"
 def upgrade() -> None:
     op.create_table(
         "audit_events",
-        sa.Column("id", sa.String(36), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.String(36), nullable=False),
         sa.Column("actor_key_id", sa.String(32), nullable=True),
         sa.Column("actor_name", sa.String(200), nullable=True),
         sa.Column("actor_role", sa.String(16), nullable=True),
@@ -35,9 +36,9 @@ def upgrade() -> None:
         sa.Column("resource_id", sa.String(128), nullable=True),
         sa.Column("status", sa.Integer(), nullable=False),
         sa.Column("client_ip", sa.String(64), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_events"),
+        sa.PrimaryKeyConstraint("at", "id", name="pk_audit_events"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_audit_events_at_id", "audit_events", ["at", "id"])
     op.create_index("ix_audit_events_actor_key_id_at", "audit_events", ["actor_key_id", "at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -66,5 +67,4 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER audit_events_append_only ON audit_events")
         op.execute("DROP FUNCTION audit_events_append_only()")
     op.drop_index("ix_audit_events_actor_key_id_at", table_name="audit_events")
-    op.drop_index("ix_audit_events_at_id", table_name="audit_events")
     op.drop_table("audit_events")
