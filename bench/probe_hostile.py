@@ -5,11 +5,13 @@
 
 Sends every probe once (log forging through the path, unreadable and ambiguous JSON, error
 amplification, bad headers, paging and idempotency abuse, trailing slashes, a client that hangs
-up mid-body) and checks each answer: never a 5xx, JSON error bodies, every 422 error naming its
-field, no error body over 64 KiB. With ``--log`` (the server's combined stdout and stderr, as
-``coverage-criteria serve`` writes it) it also checks what the server wrote meanwhile: exactly
-one access line per request, every line printable ASCII, no traceback. Exit status 0 when
-nothing was found, 1 otherwise. ``tests/test_hardening.py`` runs it against a real server.
+up mid-body; FHIR Bundles and the review page: ``probe_fhir_review.py``) and checks each answer:
+never a 5xx, JSON error bodies (an OperationOutcome to a FHIR request, an HTML page on the review
+page), every 422 error naming its field, no error body over 64 KiB. With ``--log`` (the server's
+combined stdout and stderr, as ``coverage-criteria serve`` writes it) it also checks what the
+server wrote meanwhile: exactly one access line per request, every line printable ASCII, no
+traceback, none of the patient ids the probes sent. Exit status 0 when nothing was found, 1
+otherwise. ``tests/test_hardening.py`` runs it against a real server.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import probe_fhir_review  # noqa: E402  (bench/ is not a package)
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ERROR_BODY = 64 * 1024
@@ -52,16 +57,29 @@ class Probe:
 
     def send(self, name: str, method: str, path: str, *, key: str | None = None, body: bytes | None = None,
              headers: dict[str, str] | None = None, expect: set[int] | None = None,
-             names: str | None = None) -> httpx.Response:
-        """Send one request and check the answer; ``names``: a field a 422 must name."""
+             names: str | None = None, http: httpx.Client | None = None, data: dict[str, str] | None = None,
+             kind: str = "json") -> httpx.Response:
+        """Send one request and check the answer; ``names``: a field a 422 must name; ``kind``: what
+        an error body must be (``json``, ``fhir``: an OperationOutcome, ``html``: a page); ``http``:
+        a client keeping cookies (the review page); ``data``: a form."""
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if key:
             all_headers["X-API-Key"] = key
+        if data is not None:
+            all_headers.pop("Content-Type")
         self.requests += 1
-        with httpx.Client(base_url=self.base_url, timeout=60) as http:
+        with httpx.Client(base_url=self.base_url, timeout=60) as own:
+            client = http or own
             # A raw path: httpx must not re-encode what the probe percent-encoded on purpose.
-            request = http.build_request(method, self.base_url + path, content=body, headers=all_headers)
-            response = http.send(request)
+            request = client.build_request(method, self.base_url + path, content=body, data=data,
+                                           headers=all_headers)
+            response = client.send(request)
+        if kind == "fhir":
+            probe_fhir_review.check_outcome(self, name, response, expect)
+            return response
+        if kind == "html":
+            probe_fhir_review.check_page(self, name, response, expect)
+            return response
         self._check(name, response, expect)
         if names and response.status_code == 422 and names not in [e["field"] for e in response.json()["errors"]]:
             self.problems.append(f"{name}: the 422 does not name {names}: {response.text[:200]}")
@@ -172,6 +190,8 @@ def run_probes(probe: Probe) -> None:
     probe.send("HEAD /health", "HEAD", "/health", expect={200})
     probe.send("readiness", "GET", "/health/ready", expect={200})
     probe.hang_up_mid_body()
+    probe_fhir_review.run_fhir_probes(probe)
+    probe_fhir_review.run_review_probes(probe)  # last: it spends the sign-in limit of this address
 
 
 def check_log(lines: list[str], requests: int) -> list[str]:
@@ -179,6 +199,8 @@ def check_log(lines: list[str], requests: int) -> list[str]:
     problems = []
     access = 0
     for line in lines:
+        if any(patient in line for patient in probe_fhir_review.PATIENT_IDS):
+            problems.append(f"a patient id in the log: {line[:120]!r}")
         if not (line.isascii() and line.isprintable()):
             problems.append(f"log line not printable ASCII: {line[:120]!r}")
         if "Traceback" in line or "Exception in ASGI" in line:

@@ -20,24 +20,29 @@ from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.supervisors import Multiprocess
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, RefusedRequest
 from service.engine.evaluation import Evaluator
 from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
 from service.store.keys import roles_granting
 from service.web.audit import AuditMiddleware
 from service.web.middleware import (
+    QUIET_LOGGERS,
     AccessLogMiddleware,
     BodySizeLimitMiddleware,
     NoStoreMiddleware,
     make_logs_safe,
 )
+from service.web.docs import DocsPolicyMiddleware, add_redoc
 from service.web.media import media_type
 from service.web.ratelimit import RateLimiter
-from service.api.routers import audit, evaluations, health, policies
+from service.api.routers import audit, determinations, evaluations, health, policies, requests
 from service.cds import routes as cds
+from service.fhir_api import router as fhir_api
 from service.review import notes as review_notes, pages as review_pages
+from service.requests.grouping import DueClock
 from service.settings import Settings
 from service.store.database import Database
 
@@ -51,13 +56,16 @@ DESCRIPTION = """\
 Checks prior-authorization cases against declarative, cited coverage criteria.
 Results support a reviewer's determination; they are not a coverage decision.
 
-Every endpoint except `/health` needs an API key in the `X-API-Key` header: `intake` keys may
-submit evaluations and read their own organization's, and the policies; `reviewer` keys read
-every organization's and may also list evaluations by `external_id`; `auditor` keys read the
-audit trail only. Each operation names the role it needs (`x-required-role`). Every access to
-case data is recorded in the audit trail. A key may make
-a limited number of requests a minute (429 with `Retry-After` beyond it). While the database
-is unreachable or read-only the service answers 503 and stores nothing.
+Each operation says what it needs. The `/v1` endpoints need an API key in the `X-API-Key`
+header, of the role the operation names (`x-required-role`): `intake` keys may submit
+evaluations and read their own organization's, and the policies; `reviewer` keys read every
+organization's, may also list evaluations by `external_id` and add notes; `auditor` keys read
+the audit trail and the metrics only. A key may make a limited number of requests a minute (429
+with `Retry-After` beyond it). CDS Hooks calls and feedback need a CDS Hooks client's signed JWT
+(`Authorization: Bearer`); `/health`, `/health/ready` and CDS Hooks discovery need nothing. The
+review page (`/review`, not an API) signs reviewers in with a reviewer key and a session cookie.
+Every access to case data is recorded in the audit trail. While the database is unreachable or
+read-only the service answers 503 and stores nothing.
 """
 
 
@@ -77,24 +85,32 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the fastapi-offline
     # package ships, never from a CDN, so the docs work offline and behind strict proxies; and
     # Swagger UI does not send the schema to its public validator.
+    # /redoc is served by service.web.docs: ReDoc's bundle would load Redocly's logo from its CDN.
     app = FastAPIOffline(title="Coverage criteria", version="1", description=DESCRIPTION, lifespan=lifespan,
-                         swagger_ui_parameters={"validatorUrl": None})
+                         swagger_ui_parameters={"validatorUrl": None}, redoc_url=None)
+    add_redoc(app)
     # /health/ is not /health: a JSON 404 rather than a bare 307 to the other spelling.
     app.router.redirect_slashes = False
     app.state.database = database
     app.state.evaluator = evaluator or Evaluator.from_rules_dir(settings.rules_dir)
+    app.state.due_clock = DueClock.from_settings(settings)
     per_minute = settings.rate_limit_per_minute
     app.state.rate_limiter = RateLimiter(per_minute) if per_minute else None
     app.include_router(health.router)
     app.include_router(evaluations.router, prefix="/v1")
     app.include_router(policies.router, prefix="/v1")
+    app.include_router(requests.router, prefix="/v1")
+    app.include_router(determinations.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.state.cds = cds.CdsConfig.from_settings(settings)
     app.include_router(cds.router)
     app.include_router(review_notes.router, prefix="/v1")
     app.include_router(review_pages.router)
+    app.state.public_url = settings.public_url
+    app.include_router(fhir_api)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(OperationOutcomeError, _operation_outcome)
+    app.add_exception_handler(RefusedRequest, _refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
@@ -103,7 +119,12 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.add_middleware(AuditMiddleware)  # innermost: its own 503 still gets no-store and a log line
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(NoStoreMiddleware)
+    app.add_middleware(DocsPolicyMiddleware)
     app.add_middleware(AccessLogMiddleware)
+    if settings.trusted_proxies:
+        # uvicorn's own, run by the app rather than by uvicorn, whose default believes any loopback
+        # peer's X-Forwarded-For (issue 16: the sign-in limit was dodged by rotating it).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     make_logs_safe()
     _complete_openapi(app)
     return app
@@ -144,11 +165,13 @@ def tcp_listener(config: uvicorn.Config) -> socket.socket:
 def uvicorn_options() -> dict[str, Any]:
     """How ``serve`` runs uvicorn: no uvicorn access log, since it would print query strings
     (``external_id``); the service's own access log (service.web.middleware) takes its place.
+    No proxy headers: uvicorn would believe ``X-Forwarded-For`` from 127.0.0.1 (or
+    $FORWARDED_ALLOW_IPS); the app believes them only from COVERAGE_CRITERIA_TRUSTED_PROXIES.
     uvloop runs the event loop where installed (uvicorn's standard extras; about a third less CPU per request
     outside our code); the HTTP parser stays h11, since httptools answers 400 by itself, with no
     access line, to a header holding a control character, where the service names the field in
     a 422 (tests/test_hardening.py's hostile probe)."""
-    return {"access_log": False, "log_config": _log_config(), "loop": "auto", "http": "h11"}
+    return {"access_log": False, "log_config": _log_config(), "loop": "auto", "http": "h11", "proxy_headers": False}
 
 
 def _client_error(request: Request, error: InvalidInput) -> JSONResponse:
@@ -162,6 +185,16 @@ def _client_error(request: Request, error: InvalidInput) -> JSONResponse:
 
 async def _invalid_input(request: Request, error: InvalidInput) -> JSONResponse:
     return _client_error(request, error)
+
+
+async def _refused(request: Request, error: RefusedRequest) -> JSONResponse:
+    """404, 409…: an OperationOutcome to a FHIR request, ``{"detail"}`` to any other."""
+    if media_type(request.headers.get("content-type")) == FHIR_JSON or media_type(
+            request.headers.get("accept")) == FHIR_JSON:
+        code = {404: "not-found", 409: "conflict"}.get(error.status, "processing")
+        return JSONResponse(OperationOutcomeError.one(code, error.detail).to_resource(), status_code=error.status,
+                            media_type=FHIR_JSON)
+    return JSONResponse({"detail": error.detail}, status_code=error.status)
 
 
 async def _operation_outcome(_request: Request, error: OperationOutcomeError) -> JSONResponse:
@@ -211,22 +244,37 @@ def _complete_openapi(app: FastAPI) -> None:
 
 
 def _mark_roles(schema: dict[str, Any]) -> None:
-    """``x-required-role`` and a sentence in the description, from the security requirement's scopes."""
+    """What each operation needs, from its security requirement, in its description: the role of
+    an API key (also as ``x-required-role``), a CDS Hooks client's JWT, or nothing (then said with
+    an empty ``security`` list, as OpenAPI writes "no authentication")."""
     for operations in schema["paths"].values():
         for operation in operations.values():
             requirements = operation.get("security", [])
             roles = [role for requirement in requirements for role in requirement.get("APIKeyHeader", [])]
-            if not roles:
-                continue
-            admitted = " or ".join(f"`{r}`" for r in dict.fromkeys(held for role in roles for held in roles_granting(role)))
-            note = f"Needs an API key in `X-API-Key` with the {admitted} role."
-            operation["x-required-role"] = roles[0]
+            if roles:
+                # Every role that may do what any scope names (reviewer for intake; the
+                # metrics' auditor beside reviewer).
+                admitted = " or ".join(f"`{r}`" for r in dict.fromkeys(
+                    held for role in roles for held in roles_granting(role)))
+                note = f"Needs an API key in `X-API-Key` with the {admitted} role."
+                operation["x-required-role"] = roles[0]
+            elif any("CdsHooksJWT" in requirement for requirement in requirements):
+                note = ("Needs a CDS Hooks client's signed JWT in `Authorization: Bearer` "
+                        "(a client listed in `COVERAGE_CRITERIA_CDS_CLIENTS`).")
+            else:
+                note = "Needs no API key or token."
+                operation["security"] = []
             operation["description"] = "\n\n".join(filter(None, [operation.get("description"), note]))
 
 
 def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    for name in QUIET_LOGGERS:  # the EHR client's transport: warnings only (its DEBUG lines carry headers)
+        config["loggers"][name] = {"level": "WARNING"}
+    # Every other library's records reach the same handler, and so its filter, not Python's bare
+    # last-resort handler.
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
     # Every record that reaches serve's handlers comes out printable, from whatever logger.
     config["filters"] = {"printable": {"()": "service.web.middleware.SafeLogRecords"}}
     for handler in config["handlers"].values():

@@ -272,6 +272,19 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from service.determinations.metrics import metrics, metrics_csv
+
+    if args.to < args.since:
+        return _fail(InvalidInput.one("--to", "Must be on or after --from", "value_error"))
+    figures = metrics(_database(), args.since, args.to)
+    if args.json:
+        _print_json(figures, 2)
+    else:
+        sys.stdout.write(metrics_csv(figures))
+    return EXIT_OK
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
@@ -323,11 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes replaying the evaluations (default 1)")
     impact.set_defaults(func=cmd_rules_impact)
 
-    serve = commands.add_parser("serve", help="start the REST service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser(
+        "serve", help="start the REST service (on 127.0.0.1:8000 unless --host/--port say otherwise)",
+        description="Start the REST service, the CDS Hooks services and the review page. It listens on "
+                    "127.0.0.1:8000 (loopback only) unless --host and --port say otherwise; migrations run first.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
+
+    figures = commands.add_parser(
+        "metrics", help="the CMS-0057-F figures for requests received in a period (CSV, or JSON with --json)")
+    figures.add_argument("--from", dest="since", type=_date, required=True, help="first day received (UTC), YYYY-MM-DD")
+    figures.add_argument("--to", type=_date, required=True, help="last day received (UTC), inclusive")
+    figures.add_argument("--json", action="store_true", help="print JSON (the API's shape) instead of CSV")
+    figures.set_defaults(func=cmd_metrics)
 
     keys = commands.add_parser("keys", help="manage API keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -359,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as error:  # noqa: BLE001 - a bug of ours: one line saying so, never a traceback
+        message = " ".join(str(error).split())[:300]
+        print(f"internal error ({type(error).__name__}: {message}); please report it with the command that "
+              "caused it", file=sys.stderr)
         return EXIT_FAILED
 
 

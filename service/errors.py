@@ -1,4 +1,11 @@
-"""Errors a client can cause, shaped once for the API (HTTP 422) and the CLI (exit 2)."""
+"""Errors a client can cause; each carries its HTTP status, and each face renders it (JSON,
+OperationOutcome, HTML; the CLI exits 2):
+
+    InvalidInput        422  a case, a body or a query that cannot be used; names each field
+    RefusedRequest           a request that is well formed but cannot be carried out
+     +-- NotFound       404  no such thing (for this caller: another organization's id too)
+     +-- Conflict       409  the thing is not in the state the request assumed
+"""
 
 from __future__ import annotations
 
@@ -66,3 +73,22 @@ class InvalidInput(Exception):
         if self.count > len(self.errors):
             detail = f"{detail.rstrip('.')}: {self.count} field errors, the first {len(self.errors)} are listed."
         return {"detail": detail, "errors": self.errors, "error_count": self.count}
+
+
+class RefusedRequest(Exception):
+    """A well-formed request the service will not carry out; ``status`` is its HTTP status and
+    ``detail`` says why in words (never a case value)."""
+
+    status = 400
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__(detail)
+
+
+class NotFound(RefusedRequest):
+    status = 404
+
+
+class Conflict(RefusedRequest):
+    status = 409

@@ -7,7 +7,8 @@ import pytest
 
 from service.engine.evaluation import Evaluator
 
-pytest_plugins = ["api_fixtures"]  # the REST service's fixtures (tests/api_fixtures.py)
+# the REST service's fixtures (tests/api_fixtures.py); skips that CI may not have (required_resources.py)
+pytest_plugins = ["api_fixtures", "required_resources"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -25,8 +25,10 @@ UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 POLICY = "isass-2023-restorative-neurostimulation"
 # Values for query parameters the walk fills whether or not they are required.
 QUERY = {"external_id": None}  # the organization's own external_id (see Endpoint.url)
-# Required query parameters of other names get a plain value the route must cope with.
-REQUIRED_QUERY = {"limit": "10", "from": "2026-01-01", "to": "2026-12-31", "state": "all"}
+# Required query parameters of other names get a value the route must cope with ({name}: an id).
+REQUIRED_QUERY = {"limit": "10", "from": "2026-01-01", "to": "2026-12-31", "state": "all",
+                  "url": "http://testserver/fhir/ValueSet/unknown",
+                  "questionnaire": "http://testserver/v1/evaluations/{evaluation_id}/questionnaire"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Endpoint:
                 if name not in REQUIRED_QUERY:
                     raise AssertionError(f"{self.method} {self.template}: teach tests/route_walk.py a value for "
                                          f"the required query parameter {name!r}")
-                query[name] = REQUIRED_QUERY[name]
+                query[name] = REQUIRED_QUERY[name].format(**ids)
         return path + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
 
     def query_parameters(self) -> list[tuple[str, bool]]:

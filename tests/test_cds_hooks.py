@@ -353,11 +353,13 @@ def test_a_body_that_is_not_readable_json_is_refused(cds, content, where):
 
 
 def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, database):
-    bad = {"resourceType": "QuestionnaireResponse", "id": "qr-bad", "status": "completed",
-           "subject": {"reference": "Patient/123"}, "item": [{"linkId": "low_back_pain", "item": [{"linkId": "low_back_pain.nrs",
-                                                          "answer": [{"valueInteger": 15}]}]}]}
+    # An NRS of 15 recorded in the chart is refused; the same number as a questionnaire answer is
+    # not read and named in the result (tests/test_dtr_responses.py), the other answers are read.
+    bad = {"resourceType": "Observation", "id": "nrs-bad", "status": "final", "subject": {"reference": "Patient/123"},
+           "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+           "effectiveDateTime": "2026-11-20", "valueInteger": 15}
     body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": searchset(COVERAGE),
-                                                       "questionnaireResponses": searchset(bad)})
+                                                       "observations": searchset(bad)})
     outcome = outcome_of(hook(cds, body), 400)
     assert "nrs" in json.dumps(outcome)
     assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []

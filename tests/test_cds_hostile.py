@@ -330,8 +330,6 @@ def test_f6_an_order_dated_at_the_edge_of_the_calendar_is_answered(cds):
     assert outcome_of(hook(cds, body), 400)["issue"][0]["expression"] == ["Patient.birthDate"]
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="the dateTime is read by service/fhir, whose "
-                   "hardening (issue 16, 6) another helper owns; strict: this fails once that lands, to be unmarked")
 def test_f6_an_observation_dated_at_the_edge_of_the_calendar_is_a_4xx_or_read(cds):
     nrs = {**observation("o1", "123"), "effectiveDateTime": "0001-01-01T00:00:00+14:00"}
     body = prefetched({"patient": PATIENT, "coverage": searchset(COVERAGE), "observations": searchset(nrs)})

@@ -67,7 +67,7 @@ ODI_QUESTIONNAIRE = {"resourceType": "Questionnaire", "id": "odi", "status": "ac
 BASE = [patient("1974-06-15"), order(DAY)]
 PATHS = {
     "age from birthDate": ([], {"patient": {"age_years": 52}}),
-    "birthday on the service date": ([patient("1950-12-01", "pat-2")], {"patient": {"age_years": 76}}),
+    "birthday on the service date": ([patient("1950-12-01")], {"patient": {"age_years": 76}}),
     "bmi kg/m2": ([bmi(36.5)], {"patient": {"bmi": 36.5}}),
     "bmi lb/in2 converted": ([bmi(0.044377, unit="[lb_av]/[in_i]2")], {"patient": {"bmi": 31.2001}}),
     "nrs valueInteger": ([nrs(7)], {"low_back_pain": {"nrs": 7}}),

@@ -147,7 +147,8 @@ def test_any_field_from_a_response_item_keyed_by_its_path(dictionary):
                                       "low_back_pain.eq5d_index": 0.5}))
     assert fhir.payload == {"low_back_pain": {"mechanical": True, "eq5d_index": 0.5},
                             "multifidus_dysfunction": {"imaging": "no_abnormality"}}
-    assert fhir.provenance["low_back_pain.mechanical"] == {"reference": "QuestionnaireResponse/qr-1", "date": "2026-11-20"}
+    assert fhir.provenance["low_back_pain.mechanical"] == {"reference": "QuestionnaireResponse/qr-1", "date": "2026-11-20",
+                                                                "link_id": "low_back_pain.mechanical"}
 
 
 def test_a_wrong_answer_is_refused_with_its_expression(dictionary):

@@ -109,7 +109,8 @@ def test_round_trip_gaps_questionnaire_answers_complete(client, intake_key):
     assert complete["missing_information"] == []
     assert complete["summary"]["outcome"] == "all_criteria_met"
     mechanical = next(e for c in complete["criteria"] for e in c["evidence"] if e["field"] == "low_back_pain.mechanical")
-    assert mechanical["source"] == {"reference": "QuestionnaireResponse/answers-1", "date": "2026-11-25"}
+    assert mechanical["source"] == {"reference": "QuestionnaireResponse/answers-1", "date": "2026-11-25",
+                                  "link_id": "low_back_pain.mechanical"}
 
     assert client.get("/v1/evaluations/nope/questionnaire", headers=key).status_code == 404
 

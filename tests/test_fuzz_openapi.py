@@ -22,7 +22,7 @@ EXAMPLES = {"default": 30, "long": 1000}
 def fuzzed_app(tmp_path, evaluator, database):
     """The app on the test database, without a rate limit (the fuzzer is one very busy key)."""
     settings = Settings(data_dir=tmp_path, database_url=str(database.url), rate_limit_per_minute=0)
-    keys = {role: create_key(database, role)[1] for role in ("intake", "reviewer")}
+    keys = {role: create_key(database, role)[1] for role in ("intake", "reviewer", "auditor")}
     app = create_app(settings, evaluator)
     with TestClient(app):  # runs the start-up (migrations) once
         yield app, {"no key": None, "bogus key": "cc_0123456789abcdef_" + "x" * 43, **keys}
@@ -34,7 +34,9 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     examples = EXAMPLES["long" if request.config.getoption("--long") else "default"]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 15  # 9 REST (with FHIR questionnaires) + 2 notes + 1 audit + 3 CDS Hooks
+    # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks + 9 under /fhir + 4 requests
+    # + 3 determinations and metrics + 1 audit
+    assert len(operations) == 31
 
     for operation in operations:
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
@@ -49,7 +51,10 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
             response = case.call()
             where = f"{operation.label} with {holder}: {case.as_curl_command()}"
             assert response.status_code < 500, f"{response.status_code} {response.text} from {where}"
-            if response.status_code >= 400 and (case.media_type or "").endswith("fhir+json") \
+            if response.status_code >= 400 and operation.path.startswith("/fhir/"):  # every error: an OperationOutcome
+                assert response.headers["content-type"][0] == "application/fhir+json", where
+                assert json.loads(response.content)["resourceType"] == "OperationOutcome", where
+            elif response.status_code >= 400 and (case.media_type or "").endswith("fhir+json") \
                     and response.status_code in (400, 422):  # a FHIR request's errors are OperationOutcomes
                 assert response.headers["content-type"][0] == "application/fhir+json", where
                 assert json.loads(response.content)["resourceType"] == "OperationOutcome", where

@@ -92,7 +92,7 @@ def test_a_cds_client_s_evaluations_belong_to_its_organization_default_its_issue
 
 
 def test_keys_and_evaluations_stored_before_organizations_belong_to_default(database, client, full_case):
-    database.migrate("0003_one_line", down=True)
+    database.migrate("0007_determinations", down=True)
     with database.engine.begin() as connection:
         connection.execute(insert(ApiKey.__table__).values(
             id="0123456789abcdef", role="intake", label="before", created_at=utc_now(),

@@ -383,6 +383,32 @@ def test_fhir_sources_other_evidence_and_flags_present_are_shown_when_the_result
     assert re.search(r"flags present:\s+TRIAL-AGE", text)
 
 
+def test_answers_their_origin_conflicts_with_the_chart_and_values_not_read_are_shown(
+    signed_in, database, intake_key, evaluator, full_case
+):
+    result = evaluator.evaluate(full_case)
+    bmi = next(e for c in (*result["criteria"], *result["flags"]) for e in c["evidence"] if e["field"] == "patient.bmi")
+    why = ("BMI: the questionnaire answer (29.5, QuestionnaireResponse/qr-1) and the chart (31.2, Observation/bmi-1, "
+           "2026-10-02) differ; the answer's value 29.5 was used, being the later.")
+    bmi["source"] = {"reference": "QuestionnaireResponse/qr-1", "date": "2026-12-05", "link_id": "patient.bmi",
+                     "information_origin": "override", "author": "Practitioner/dr-1",
+                     "conflict": {"answer": {"value": 29.5}, "chart": {"value": 31.2}, "used": "answer", "why": why}}
+    result["intake_notes"] = [{"field": "low_back_pain.nrs", "reference": "Observation/nrs-later", "date": "2027-01-10",
+                               "note": "Dated after the service date 2026-12-01: not read for Back pain NRS."}]
+    save_evaluation(
+        database, evaluation_id=result["evaluation_id"], external_id=result["external_id"], policy_id=POLICY_ID,
+        policy_version="1.0.0", key_id=intake_key.split("_")[1], organization="default", case_json="{}",
+        result_json=json.dumps(result),
+    )
+
+    text = re.sub(r"\s+", " ", text_of(signed_in.get(f"/review/evaluations/{result['evaluation_id']}")))
+
+    assert "from FHIR QuestionnaireResponse/qr-1 item patient.bmi (override by Practitioner/dr-1 ), 5 Dec 2026" in text
+    assert f"Answer and chart differ: {why}" in text
+    assert "Not read from FHIR, and conflicts" in text
+    assert "Back pain NRS: Dated after the service date 2026-12-01: not read for Back pain NRS. Observation/nrs-later" in text
+
+
 def test_a_fhir_bundle_evaluation_shows_where_each_value_came_from(signed_in, intake_key):
     bundle = (ROOT / "examples" / "bundle.json").read_bytes()
     response = signed_in.post(

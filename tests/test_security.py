@@ -107,21 +107,38 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("GET", "/v1/evaluations/{evaluation_id}/notes"): "reviewer",
         ("GET", "/v1/evaluations/{evaluation_id}/questionnaire"): "intake",
         ("GET", "/v1/policies/{policy_id}/questionnaire"): "intake",
-        ("GET", "/v1/audit"): "auditor",
+        ("GET", "/v1/requests"): "reviewer",
+        ("GET", "/v1/requests/{request_id}"): "intake",
+        ("PUT", "/v1/requests/{request_id}/assignee"): "reviewer",
+        ("GET", "/v1/evaluations/{evaluation_id}/changes"): "reviewer",
+        ("POST", "/v1/requests/{request_id}/determinations"): "reviewer",
+        ("GET", "/v1/requests/{request_id}/determinations"): "intake",
+        ("GET", "/v1/metrics"): "reviewer",
         ("GET", "/cds-services"): None,
         ("POST", "/cds-services/{service_id}"): None,
         ("POST", "/cds-services/{service_id}/feedback"): None,
+        ("GET", "/fhir/metadata"): None,
+        ("POST", "/fhir/Questionnaire/$questionnaire-package"): "intake",
+        ("POST", "/fhir/$questionnaire-package"): "intake",
+        ("POST", "/fhir/QuestionnaireResponse"): "intake",
+        ("GET", "/fhir/ValueSet/$expand"): "intake",
+        ("POST", "/fhir/ValueSet/$expand"): "intake",
+        ("GET", "/fhir/ValueSet/{value_set_id}/$expand"): "intake",
+        ("POST", "/fhir/Questionnaire/$log-questionnaire-errors"): "intake",
+        ("GET", "/fhir/Questionnaire/$log-questionnaire-errors"): "reviewer",
     }
     for (method, path), role in roles.items():
         operation = paths[path][method.lower()]
         if path.startswith("/cds-services/"):  # CDS Hooks: the client's JWT, no API key
             assert operation["security"] == [{"CdsHooksJWT": []}]
             continue
-        if role is None:
-            assert "security" not in operation
+        if role is None:  # said as OpenAPI says "no authentication", and in words
+            assert operation["security"] == [] and "Needs no API key or token." in operation["description"]
             continue
-        assert operation["security"] == [{"APIKeyHeader": [role]}]
+        also = ["auditor"] if path == "/v1/metrics" else []  # outside the intake < reviewer order
+        assert operation["security"] == [{"APIKeyHeader": [role, *also]}, {"HTTPBearer": [role, *also]}]  # either header
         assert f"with the `{role}`" in operation["description"]
+        assert all(f"`{extra}` role" in operation["description"] for extra in also)
         assert {"401", "403", "429", "503"} <= set(operation["responses"])
 
 

@@ -182,7 +182,8 @@ def _hook_context(request: Request, key_id: str) -> hooks.HookContext:
         return evaluator.evaluate(payload, provenance=provenance)
 
     def store(payload: dict[str, Any], provenance: Any, claim: IdempotencyClaim) -> dict[str, Any] | None:
-        stored = evaluate_and_store(evaluator, database, payload, key_id, claim, provenance,
+        # An answer to the ordering clinician, not a prior-authorization request: it opens none.
+        stored = evaluate_and_store(evaluator, database, payload, key_id, claim, provenance, opens_request=False,
                                     organization=request.state.organization)
         return json.loads(stored[1]) if stored is not None else None
 

@@ -1,9 +1,18 @@
 """Evaluate a case and store it: the one path every face shares (REST JSON and FHIR Bundles,
 CDS Hooks, and the FHIR operations). The caller may acknowledge only after a store returns.
 
-Every stored result names its submitter's organization (``"submitter": {"organization": …}``),
-which decides who may read it; and the request's audit record, when it has one, is committed
-with the evaluation (the same group commit or transaction), so neither is stored without the other.
+Every stored evaluation opens or resubmits its request (``service.requests.grouping``) in the
+same transaction, and its result names it (``request_id``), except where the caller says it
+opens none (``opens_request=False``: CDS Hooks answers to an ordering clinician). Every result
+also names its submitter's organization (``"submitter": {"organization": …}``), which decides
+who may read it; and the request's audit record, when it has one, is committed with the
+evaluation (the same group commit or transaction), so neither is stored without the other.
+Keywords every function here takes after the key id:
+
+- ``organization`` (required): the submitter's organization (a key's, a CDS Hooks client's);
+- ``audit``: the request's audit record in the making (``service.audit.record.Access``), if any;
+- ``opens_request``: False for an evaluation that is no request (its ``request_id`` is null);
+- ``clock``: the due-time clock (default: from the environment; the app passes its settings').
 """
 
 from __future__ import annotations
@@ -18,8 +27,15 @@ from service.fhir.intake import continued_evaluation
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.parse import read_json
 from service.json_output import json_bytes
+from service.requests.grouping import (
+    DueClock,
+    case_priority,
+    request_of_result,
+    request_row,
+    with_request_id,
+)
 from service.store.database import Database
-from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_evaluation
+from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_rows
 from service.store.idempotency import IdempotencyClaim
 from service.store.keys import KeyRecord
 
@@ -28,7 +44,7 @@ CREATED = 201
 
 def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, submitter: KeyRecord,
                               query: dict[str, str | None], idempotency: IdempotencyClaim | None = None,
-                              audit: Access | None = None) -> tuple[str, bytes] | None:
+                              audit: Access | None = None, **request: Any) -> tuple[str, bytes] | None:
     """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
     evaluated again (``rules impact``) without FHIR. Answers to an evaluation's questionnaire
     continue that evaluation's case, if ``submitter`` may read it: another organization's
@@ -45,24 +61,26 @@ def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, s
     read = read_bundle(evaluator, bundle, base=base, **query)
     with outcome_errors(read):
         return evaluate_and_store(evaluator, db, read.case, submitter.id, idempotency,
-                                  {**earlier, **read.fhir.provenance}, organization=submitter.organization,
-                                  audit=audit)
+                                  {**earlier, **read.fhir.provenance}, notes=read.fhir.notes,
+                                  organization=submitter.organization, audit=audit, **request)
 
 
 def evaluate_and_store(
     evaluator: Evaluator, db: Database, payload: Any, key_id: str,
-    idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None, *,
-    organization: str, audit: Access | None = None,
+    idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
+    notes: list[dict[str, Any]] | None = None, *,
+    organization: str, audit: Access | None = None, opens_request: bool = True, clock: DueClock | None = None,
 ) -> tuple[str, bytes] | None:
-    """Evaluate, serialize once, commit (with ``audit``'s record); the caller may acknowledge only
-    after this returns. The evaluation's id and result JSON; None, nothing stored, when another
-    request claimed the same Idempotency-Key first."""
+    """Evaluate, serialize once, commit (with its request's row and ``audit``'s record); the
+    caller may acknowledge only after this returns. The evaluation's id and result JSON; None,
+    nothing stored, when another request claimed the same Idempotency-Key first. ``notes`` (what
+    the FHIR intake did not read, and conflicts between answers and the chart) go into the result
+    as ``intake_notes``."""
     result = evaluator.evaluate(payload, provenance=provenance)
-    result_json = _submitted(result, organization)
-    also = _audit_rows(audit, result)
-    stored = save_evaluation(db, idempotency=idempotency, also=also,
-                             **_stored(result, result_json, payload, key_id, organization))
-    if not stored:
+    if notes:
+        result["intake_notes"] = notes
+    rows, result_json = _submission(db, result, payload, key_id, organization, opens_request, clock)
+    if not save_rows(db, rows, idempotency, _audit_rows(audit, result)):
         return None
     if audit is not None:
         audit.committed()
@@ -70,23 +88,17 @@ def evaluate_and_store(
 
 
 async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str, *,
-                              organization: str, audit: Access | None = None) -> tuple[str, bytes]:
+                              organization: str, audit: Access | None = None,
+                              clock: DueClock | None = None) -> tuple[str, bytes]:
     """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
-    less than a hand-off to a thread, and the group commit (the evaluation's row and its audit
-    record, in the same batch) is awaited without blocking."""
+    less than a hand-off to a thread, and the group commit (the request's and the evaluation's
+    rows and its audit record, in the same batch) is awaited without blocking."""
     result = evaluator.evaluate(payload)
-    result_json = _submitted(result, organization)
-    row = evaluation_row(**_stored(result, result_json, payload, key_id, organization))
-    await db.writer.commit_async([row, *_audit_rows(audit, result)])
+    rows, result_json = _submission(db, result, payload, key_id, organization, True, clock)
+    await db.writer.commit_async([*rows, *_audit_rows(audit, result)])
     if audit is not None:
         audit.committed()
     return result["evaluation_id"], result_json
-
-
-def _submitted(result: dict[str, Any], organization: str) -> bytes:
-    """The result as returned and stored: with its submitter, serialized once."""
-    result["submitter"] = {"organization": organization}
-    return json_bytes(result)
 
 
 def _audit_rows(audit: Access | None, result: dict[str, Any]) -> list[Any]:
@@ -96,16 +108,27 @@ def _audit_rows(audit: Access | None, result: dict[str, Any]) -> list[Any]:
     return list(audit.rows(CREATED))
 
 
-def _stored(result: dict[str, Any], result_json: bytes, payload: Any, key_id: str,
-            organization: str) -> dict[str, str]:
-    """The columns of a stored evaluation: the result as returned, the case as received."""
-    return {
-        "evaluation_id": result["evaluation_id"],
-        "external_id": result["external_id"],
-        "policy_id": result["policy"]["id"],
-        "policy_version": result["policy"]["version"],
-        "key_id": key_id,
-        "organization": organization,
-        "case_json": json_bytes(payload).decode(),
-        "result_json": result_json.decode(),
-    }
+def _submission(db: Database, result: dict[str, Any], payload: Any, key_id: str, organization: str,
+                opens_request: bool, clock: DueClock | None) -> tuple[list, bytes]:
+    """The rows to commit, parents first (the request's, then the evaluation's: the result as
+    returned, naming its request and its submitter, and the case as received), and the result's
+    JSON."""
+    rid = request_of_result(db, result, organization) if opens_request else None
+    result["submitter"] = {"organization": organization}
+    result_json = json_bytes(with_request_id(result, rid))
+    evaluation = evaluation_row(
+        evaluation_id=result["evaluation_id"],
+        external_id=result["external_id"],
+        policy_id=result["policy"]["id"],
+        policy_version=result["policy"]["version"],
+        key_id=key_id,
+        organization=organization,
+        case_json=json_bytes(payload).decode(),
+        result_json=result_json.decode(),
+        request_id=rid,
+    )
+    if not opens_request:
+        return [evaluation], result_json
+    request = request_row(db, rid, result, priority=case_priority(payload), organization=organization,
+                          at=evaluation[1]["created_at"], clock=clock)
+    return [request, evaluation], result_json

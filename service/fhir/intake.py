@@ -15,13 +15,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from service.fhir.outcome import Issue, OperationOutcomeError
+from service.fhir.outcome import OperationOutcomeError
 from service.fhir.parse import Located, bundle_entries, validate
-from service.fhir.readers import Context, Found, answers, maybe_read, moment, read, relevant
-from service.policy.sources import Source, parse_sources
+from service.fhir.dates import moment
+from service.fhir.patients import one_patient
+from service.fhir.answers import answers
+from service.fhir.readers import SOURCE_TYPES, Context, Found, maybe_read, read, relevant, walk_items
+from service.policy.sources import ScoredQuestionnaireSource, Source, parse_sources
+
+__all__ = ["BundleCase", "FhirCase", "MAX_READ", "case_from_bundle", "case_from_located", "case_from_resources",
+           "continued_evaluation", "field_sources", "one_patient"]
 
 _ORDER_TYPES = ("ServiceRequest", "DeviceRequest")
-_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 @dataclass
@@ -33,60 +38,102 @@ class FhirCase:
     payload: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     expressions: dict[str, str] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # values not read, and conflicts, in words
 
 
-_SOURCES: dict[int, tuple[Any, dict[str, tuple[Source, ...]]]] = {}
+MAX_READ = 200  # resources read (and validated) from one Bundle: a PAS request reads tens
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a dictionary reads, arranged for cheap look-ups: each field's sources, the sources by
+    the resource type they read, and the QuestionnaireResponse linkIds that are read."""
+
+    sources: dict[str, tuple[Source, ...]]
+    by_type: dict[str, tuple[tuple[str, Source], ...]]
+    link_ids: frozenset[str]
+
+
+_PLANS: dict[int, tuple[Any, _Plan]] = {}
+
+
+def _plan(dictionary: Any) -> _Plan:
+    """The dictionary's plan, made once per dictionary."""
+    cached = _PLANS.get(id(dictionary))
+    if cached is None or cached[0] is not dictionary:
+        parsed = {path: parse_sources(spec.fhir, spec.kind, spec.choices) for path, spec in dictionary.fields.items()}
+        sources = {p: s for p, s in parsed.items() if s}
+        by_type: dict[str, list[tuple[str, Source]]] = {}
+        link_ids = set(dictionary.fields)
+        for path, group in sources.items():
+            for source in group:
+                by_type.setdefault(SOURCE_TYPES[type(source)], []).append((path, source))
+                if isinstance(source, ScoredQuestionnaireSource):
+                    link_ids.update(source.items, source.score_link_ids)
+        plan = _Plan(sources, {t: tuple(g) for t, g in by_type.items()}, frozenset(link_ids))
+        cached = _PLANS[id(dictionary)] = (dictionary, plan)
+    return cached[1]
 
 
 def field_sources(dictionary: Any) -> dict[str, tuple[Source, ...]]:
     """Each field's parsed ``fhir:`` sources (fields without any are left out); parsed once per dictionary."""
-    cached = _SOURCES.get(id(dictionary))
-    if cached is None or cached[0] is not dictionary:
-        parsed = {path: parse_sources(spec.fhir, spec.kind, spec.choices) for path, spec in dictionary.fields.items()}
-        cached = _SOURCES[id(dictionary)] = (dictionary, {p: s for p, s in parsed.items() if s})
-    return cached[1]
+    return _plan(dictionary).sources
 
 
 def case_from_resources(resources: Iterable[dict[str, Any]], dictionary: Any, *,
                         service_date: datetime.date) -> FhirCase:
     """The case that ``resources`` (plain JSON, e.g. a CDS Hooks prefetch) document on ``service_date``.
-    Raises OperationOutcomeError (expressions start at each resource's type) for invalid input."""
+    Raises OperationOutcomeError (expressions start at each resource's type) for invalid input or
+    resources about more than one patient (``one_patient``). The caller bounds their number (CDS
+    Hooks caps each prefetch key and says so in its answer)."""
     return case_from_located([Located(r, str(r.get("resourceType", "Resource"))) if isinstance(r, dict)
                               else Located({}, "Resource") for r in resources], dictionary, service_date)
 
 
-def case_from_located(items: list[Located], dictionary: Any, service_date: datetime.date) -> FhirCase:
-    """Validate the resources the dictionary's sources read, read every value, keep the latest."""
+def case_from_located(items: list[Located], dictionary: Any, service_date: datetime.date, *,
+                      orders_too: bool = False, max_read: int | None = None) -> FhirCase:
+    """Validate the resources the dictionary's sources read, read every value, keep the latest.
+    Only those resources cost more than a type check: the others are neither validated nor read.
+    The Patients and the resources read must be about one patient, and with ``orders_too`` the
+    service and device requests too (a Bundle's order gives its service date). More than
+    ``max_read`` resources read is refused (``too-costly``) before any is validated."""
     fields = dictionary.fields
-    sources = field_sources(dictionary)
-    patients = [item for item in items if item.type == "Patient"]
-    if len({item.reference for item in patients}) > 1:
-        raise OperationOutcomeError([Issue("business-rule", "A request describes one patient; this one holds "
-                                           f"{len(patients)} Patient resources.", item.path) for item in patients[1:]])
-    responses = [item for item in items if item.type == "QuestionnaireResponse" and maybe_read(item.resource)]
-    wanted = {item.resource.get("questionnaire") for item in responses}
+    plan = _plan(dictionary)
+    urls = {item.resource.get("url") for item in items if item.type == "Questionnaire"} - {None}
+    read_items = [item for item in items if _is_read(item, plan, urls)]  # in request order
+    if max_read is not None and len(read_items) > max_read:
+        raise OperationOutcomeError.one(
+            "too-costly", f"This request holds {len(read_items)} resources the evaluation would read; at most "
+            f"{max_read} are read in one request, so none was. Send the latest ones for each finding.")
+    wanted = {item.resource.get("questionnaire") for item in read_items if item.type == "QuestionnaireResponse"}
     questionnaires = [item for item in items if item.type == "Questionnaire" and item.resource.get("url") in wanted]
-    read_items = [item for item in items
-                  if any(relevant(s, item) for group in sources.values() for s in group)]
-    validate(_unique(read_items + responses + questionnaires))
-    _same_patient(patients[0] if patients else None, read_items + responses)
+    patients = [item for item in items if item.type == "Patient"]
+    orders = [item for item in items if item.type in _ORDER_TYPES] if orders_too else []
+    validate(_unique(read_items + questionnaires))
+    one_patient(_unique(patients + read_items + orders))
 
     context = Context(service_date, {q.resource["url"]: q.resource for q in questionnaires})
     found: dict[str, list[Found]] = {}
-    for item in items:
-        for path, group in sources.items():
-            for source in group:
-                value = read(source, item, fields[path], context)
-                if value is not None:
-                    found.setdefault(path, []).append(value)
+    for item in read_items:
+        for path, source in plan.by_type.get(item.type, ()):
+            value = read(source, item, fields[path], context)
+            if value is not None:
+                found.setdefault(path, []).append(value)
         for path, value in answers(item, fields, context):
             found.setdefault(path, []).append(value)
     if context.issues:
         raise OperationOutcomeError(context.issues)
 
-    case = FhirCase()
+    case = FhirCase(notes=list(context.notes))
     for path, candidates in found.items():
-        usable = [f for f in candidates if f.date is None or datetime.date.fromisoformat(f.date) <= service_date]
+        usable = []
+        for f in candidates:
+            if f.attested or f.date is None or datetime.date.fromisoformat(f.date) <= service_date:
+                usable.append(f)
+            else:  # never dropped in silence: the result says what was not read
+                case.notes.append({"field": path, "reference": f.item.reference, "date": f.date,
+                                   "note": f"Dated after the service date {service_date.isoformat()}: not read "
+                                           f"for {fields[path].label}."})
         if not usable:
             continue
         usable.sort(key=lambda f: f.when)  # stable: on the same date, the later resource ends last
@@ -94,10 +141,16 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
         if fields[path].kind == "code_list":
             value = list(dict.fromkeys(code for f in usable for code in f.value))
             references = list(dict.fromkeys(f.item.reference for f in usable))
-            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, "references": references}
+            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, "references": references,
+                                     **(latest.detail or {})}
         else:
             value = latest.value
-            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date}
+            case.provenance[path] = {"reference": latest.item.reference, "date": latest.date, **(latest.detail or {})}
+            conflict = _conflict(usable, fields[path])
+            if conflict is not None:
+                case.provenance[path]["conflict"] = conflict
+                case.notes.append({"field": path, "reference": latest.item.reference, "date": latest.date,
+                                   "note": conflict["why"]})
         case.expressions[path] = latest.expression
         section, dot, name = path.partition(".")
         if dot:
@@ -107,22 +160,34 @@ def case_from_located(items: list[Located], dictionary: Any, service_date: datet
     return case
 
 
-def _same_patient(patient: Located | None, items: list[Located]) -> None:
-    """Refuse resources about another patient than the request's Patient (``Patient/<id>`` references)."""
-    patient_id = patient.resource.get("id") if patient is not None else None
-    if not patient_id:
-        return
-    issues = []
-    for item in items:
-        for element in ("subject", "patient"):
-            reference = item.resource.get(element)
-            text = reference.get("reference") if isinstance(reference, dict) else None
-            match = _PATIENT_REFERENCE.search(text) if isinstance(text, str) else None
-            if match and match.group(1) != patient_id:
-                issues.append(Issue("business-rule", f"{item.reference} is about Patient/{match.group(1)}, not the "
-                                    f"request's Patient/{patient_id}.", f"{item.path}.{element}.reference"))
-    if issues:
-        raise OperationOutcomeError(issues)
+def _conflict(usable: list[Found], spec: Any) -> dict[str, Any] | None:
+    """When the latest answer to a questionnaire and the latest value from the chart differ: both,
+    which was used, and why (the later one, by the answer's authored date)."""
+    answered = [f for f in usable if f.detail and "link_id" in f.detail]
+    charted = [f for f in usable if not (f.detail and "link_id" in f.detail)]
+    if not answered or not charted or answered[-1].value == charted[-1].value:
+        return None
+    answer, chart = answered[-1], charted[-1]
+    used = "answer" if usable[-1] is answer else "chart"
+    def described(f: Found) -> dict[str, Any]:
+        return {"value": f.value, "reference": f.item.reference, "date": f.date, **(f.detail or {})}
+    first, second = (answer, chart) if used == "answer" else (chart, answer)
+    why = (f"{spec.label}: the questionnaire answer ({answer.value}, {answer.item.reference}) and the chart "
+           f"({chart.value}, {chart.item.reference}, {chart.date or 'undated'}) differ; the {used}'s value "
+           f"{first.value} was used, being the later ({first.date or 'undated'} against {second.date or 'undated'}): "
+           "a reviewer should confirm which is right.")
+    return {"answer": described(answer), "chart": described(chart), "used": used, "why": why}
+
+
+def _is_read(item: Located, plan: _Plan, questionnaire_urls: set[Any]) -> bool:
+    """Whether a source reads ``item``: a QuestionnaireResponse when it answers a Questionnaire of
+    the request or one of its items has a linkId that is read (a field path, an item or the score
+    of a scored instrument); any other resource when a source of its type matches it."""
+    if item.type == "QuestionnaireResponse":
+        return maybe_read(item.resource) and (
+            item.resource.get("questionnaire") in questionnaire_urls
+            or any(entry.get("linkId") in plan.link_ids for entry, _ in walk_items(item.resource, item.path)))
+    return any(relevant(source, item) for _, source in plan.by_type.get(item.type, ()))
 
 
 def _unique(items: list[Located]) -> list[Located]:
@@ -173,7 +238,7 @@ def case_from_bundle(bundle: Any, dictionary: Any, *, external_id: str | None = 
         elif isinstance(base.get("service_date"), str):
             day = datetime.date.fromisoformat(base["service_date"])
     day = day or today or datetime.date.today()
-    fhir = case_from_located(items, dictionary, day)
+    fhir = case_from_located(items, dictionary, day, orders_too=True, max_read=MAX_READ)
     fhir.expressions.update(expressions)
     case: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in fhir.payload.items():

@@ -9,11 +9,11 @@ reported as an ``Issue`` rather than read raw or skipped in silence.
 
 from __future__ import annotations
 
-import calendar
 import datetime
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from service.fhir.dates import completed_months, completed_years, moment
 from service.fhir.outcome import Issue
 from service.fhir.parse import Located
 from service.policy.sources import (
@@ -48,6 +48,8 @@ class Found:
     date: str | None          # the resource's date as written, its day only (2026-10-02)
     when: tuple               # sorts values oldest first; undated resources sort first of all
     expression: str           # FHIRPath of the element the value came from
+    detail: dict[str, Any] | None = None  # more provenance: an answer's linkId, information-origin, author
+    attested: bool = False    # read whatever its date (an answer to this service's questionnaire)
 
 
 @dataclass
@@ -55,32 +57,10 @@ class Context:
     service_date: datetime.date
     questionnaires: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical url -> Questionnaire
     issues: list[Issue] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # what was not read, and why (shown in the result)
 
 
 # --- dates ---------------------------------------------------------------------------------------
-
-def moment(text: Any, latest: bool = False) -> tuple[datetime.date, datetime.datetime] | None:
-    """A FHIR date or dateTime as (its day, its instant in UTC); a partial date (2024, 2024-03) is
-    its first day, or with ``latest`` its last day. None when absent or unreadable."""
-    if not isinstance(text, str) or len(text) < 4:
-        return None
-    try:
-        if len(text) == 4:
-            day = datetime.date(int(text), 12 if latest else 1, 31 if latest else 1)
-        elif len(text) == 7:
-            year, month = int(text[:4]), int(text[5:7])
-            day = datetime.date(year, month, calendar.monthrange(year, month)[1] if latest else 1)
-        elif len(text) == 10:
-            day = datetime.date.fromisoformat(text)
-        else:
-            instant = datetime.datetime.fromisoformat(text)
-            if instant.tzinfo is None:
-                instant = instant.replace(tzinfo=datetime.timezone.utc)
-            return instant.date(), instant.astimezone(datetime.timezone.utc)
-    except ValueError:
-        return None
-    return day, datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
-
 
 def _dated(item: Located, *paths: tuple[str, ...]) -> tuple[str | None, tuple]:
     """The first present date among ``paths`` (element names, nested): as written and as a sort key."""
@@ -106,16 +86,6 @@ _DATE_PATHS = {
     "Procedure": (("performedDateTime",), ("performedPeriod", "end"), ("performedPeriod", "start")),
     "QuestionnaireResponse": (("authored",),),
 }
-
-
-def completed_months(start: datetime.date, end: datetime.date) -> int:
-    months = (end.year - start.year) * 12 + end.month - start.month
-    return months - (1 if end.day < start.day else 0)
-
-
-def completed_years(birth: datetime.date, day: datetime.date) -> int:
-    """Age in completed years on ``day``: a birthday on ``day`` counts."""
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
 # --- codes and statuses ---------------------------------------------------------------------------
@@ -145,6 +115,10 @@ def maybe_read(resource: dict[str, Any]) -> bool:
 
 
 # --- which resources a source reads ----------------------------------------------------------------
+
+SOURCE_TYPES = {ObservationSource: "Observation", ConditionSource: "Condition", ProcedureSource: "Procedure",
+                PatientSource: "Patient", ScoredQuestionnaireSource: "QuestionnaireResponse"}
+
 
 def relevant(source: Source, item: Located) -> bool:
     resource = item.resource
@@ -330,58 +304,3 @@ _READERS = {
     PatientSource: _patient,
     ScoredQuestionnaireSource: _scored,
 }
-
-
-# --- QuestionnaireResponse items keyed by field path --------------------------------------------
-
-_ANSWER_FORMS = {
-    "boolean": ("valueBoolean",),
-    "integer": ("valueInteger",),
-    "number": ("valueDecimal", "valueInteger", "valueQuantity"),
-    "enum": ("valueCoding", "valueString"),
-    "code_list": ("valueCoding", "valueString"),
-}
-
-
-def answers(item: Located, fields: dict[str, Any], context: Context) -> Iterator[tuple[str, Found]]:
-    """The fields a QuestionnaireResponse answers: each item whose linkId is a field path."""
-    resource = item.resource
-    if item.type != "QuestionnaireResponse" or resource.get("status") not in RESPONSE_READ:
-        return
-    date, when = resource_date(item)
-    for entry, path in walk_items(resource, item.path):
-        spec = fields.get(entry.get("linkId"))
-        given = entry.get("answer")
-        if spec is None or not isinstance(given, list) or not given:
-            continue
-        values = [_answer_value(spec, answer, f"{path}.answer[{i}]", context) for i, answer in enumerate(given)]
-        if any(v is None for v in values):
-            continue
-        if spec.kind == "code_list":
-            yield spec.path, Found(values, item, date, when, f"{path}.answer")
-        elif len(values) > 1:
-            context.issues.append(Issue("value", f"{spec.path} takes one answer, got {len(values)}.", f"{path}.answer"))
-        else:
-            yield spec.path, Found(values[0], item, date, when, f"{path}.answer[0]")
-
-
-def _answer_value(spec: Any, answer: Any, path: str, context: Context) -> Any:
-    forms = _ANSWER_FORMS[spec.kind]
-    form = next((f for f in forms if isinstance(answer, dict) and f in answer), None)
-    if form is None:
-        context.issues.append(Issue("value", f"{spec.path} ({spec.label}) is answered with "
-                                    f"{' or '.join(forms)}.", path))
-        return None
-    value = answer[form]
-    expression = f"{path}.value.ofType({form.removeprefix('value')[0].lower() + form.removeprefix('value')[1:]})"
-    if form == "valueQuantity":
-        unit = getattr(spec, "unit", None)
-        return quantity_value(value, {unit or "1": 1}, spec, f"{path}.value.ofType(Quantity)", context)
-    if form == "valueCoding":
-        expression = f"{path}.value.ofType(Coding).code"
-        value = value.get("code") if isinstance(value, dict) else None
-    if spec.kind == "enum" and value not in (spec.choices or {}):
-        context.issues.append(Issue("code-invalid", f"{value!r} is not an answer for {spec.path}; expected one of "
-                                    f"{', '.join(spec.choices or {})}.", expression))
-        return None
-    return value

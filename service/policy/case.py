@@ -98,6 +98,9 @@ def case_model(dictionary: Dictionary) -> type[CaseBase]:
                                      description="Policy id; default: the configured default policy.")),
         "service_date": (IsoDate | None, Field(None, description="Planned date of service, YYYY-MM-DD; "
                                                 "default today; selects the policy version in force.")),
+        "priority": (Literal["standard", "expedited"] | None, Field(
+            None, description="How urgent the request is: `expedited` (due 72 hours after receipt) or "
+            "`standard` (7 calendar days, CMS-0057-F); default `standard`. Not read by any rule.")),
     }
     for section, label in dictionary.sections.items():
         members = {spec.name: _field(spec) for spec in dictionary.in_section(section)}

@@ -22,7 +22,7 @@ from service.policy.sources import SourceError, parse_sources
 
 KINDS = ("boolean", "integer", "number", "enum", "code_list")
 # The case's own top-level fields, which no dictionary entry may take.
-RESERVED = ("external_id", "policy", "service_date")
+RESERVED = ("external_id", "policy", "service_date", "priority")
 _NAME = r"[a-z][a-z0-9_]*"
 _PATH = re.compile(rf"^{_NAME}(\.{_NAME})?$")
 

@@ -1,6 +1,8 @@
 """Durable storage, near the ground: nothing here imports another room of the service.
 
 - ``tables``: the shared tables (API keys, evaluations, Idempotency-Key records) and the clock;
+- ``requests``: the requests table (and the upsert a submission writes it with);
+- ``determinations``: reviewers' determinations, append-only;
 - ``database``: engine, sessions, migrations, the driver-level statements of the hot path;
 - ``group_commit``: one writer thread committing every waiting evaluation together;
 - ``evaluations``: evaluations stored and read back byte for byte;
@@ -13,4 +15,4 @@
 
 # Every model joins Base.metadata on import, so that the schema the models describe is complete
 # whichever module a caller imports first (tests compare it with the migrations).
-from service.store import audit, tables  # noqa: F401
+from service.store import audit, determinations, requests, tables  # noqa: F401

@@ -1,5 +1,5 @@
 """The audit trail's table: one row per access to case data, append-only (the database itself
-refuses UPDATE and DELETE: triggers of migration ``0005_audit``, on SQLite and PostgreSQL).
+refuses UPDATE and DELETE: triggers of migration ``0009_audit``, on SQLite and PostgreSQL).
 
 A row names who (the key, or the CDS client), their organization, what was done to which
 resource id, the HTTP status and the client's address; never a case value. Rows are written by

@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Select, Table, create_engine, event, select, text
+from sqlalchemy import Engine, Insert, Select, Table, create_engine, event, select, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -111,14 +111,18 @@ class Database:
                 if postgresql and not connection.closed:
                     connection.autocommit = False
 
-    def insert_rows(self, by_table: dict[Table, list[dict[str, Any]]]) -> None:
+    def insert_rows(self, by_table: dict[Table | Insert, list[dict[str, Any]]]) -> None:
         """Insert rows in one transaction, tables in the order given; returns once committed
-        (durably: see the module docstring).
+        (durably: see the module docstring). A key may also be an INSERT statement of its own (an
+        upsert): its rows are written in the order of their ``id``, so that two transactions
+        updating the same rows lock them in one order and never deadlock.
 
         PostgreSQL: one executemany a table (psycopg pipelines it). SQLite: one multi-row INSERT a
         table, and for a single table no BEGIN or COMMIT either, since a lone statement is its own
         transaction: every call into SQLite lets other threads take the GIL, and the event loop
         then waits to get it back, so the writer makes as few as it can (one, typically)."""
+        by_table = {table: rows if isinstance(table, Table) else sorted(rows, key=_row_id)
+                    for table, rows in by_table.items()}
         with self._write_lock, self._driver_cursor("INSERT") as cursor:
             if self.url.get_backend_name() != "sqlite":
                 for table, rows in by_table.items():
@@ -129,8 +133,9 @@ class Database:
             statements = []
             for table, rows in by_table.items():
                 compiled = self._driver_sql(table, tuple(rows[0]))
-                values = f"({', '.join('?' * len(compiled.names))})"
-                sql = f"{compiled.sql.partition(' VALUES ')[0]} VALUES {', '.join([values] * len(rows))}"
+                head, _, rest = compiled.sql.partition(" VALUES ")
+                values, tail = rest[:rest.index(")") + 1], rest[rest.index(")") + 1:]  # tail: ON CONFLICT …
+                sql = f"{head} VALUES {', '.join([values] * len(rows))}{tail}"
                 statements.append((sql, [value for row in rows for value in compiled.parameters(row)]))
             if len(statements) == 1:
                 cursor.execute(*statements[0])  # the driver's own transaction handling is off (see below)
@@ -140,8 +145,9 @@ class Database:
                 cursor.execute(*statement)
             cursor.execute("COMMIT")
 
-    def _driver_sql(self, statement: Select | Table, columns: tuple[str, ...] | None = None) -> _DriverSql:
-        """A select, or the insert into a table of the given columns, compiled once."""
+    def _driver_sql(self, statement: Select | Table | Insert, columns: tuple[str, ...] | None = None) -> _DriverSql:
+        """A select, or the insert (plain into a table, or a statement of its own) of the given
+        columns, compiled once."""
         compiled = self._compiled.get((statement, columns))
         if compiled is None:
             query = statement.insert() if isinstance(statement, Table) else statement
@@ -194,6 +200,10 @@ class Database:
     def dispose(self) -> None:
         self.writer.close()
         self.engine.dispose()
+
+
+def _row_id(row: dict[str, Any]) -> Any:
+    return row["id"]
 
 
 class _DriverSql:

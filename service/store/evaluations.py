@@ -6,9 +6,11 @@ organization's evaluation is not found, exactly like an unknown id.
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Insert, Table, insert, select
 
 from service.store.database import Database
 from service.store.group_commit import Rows
@@ -30,8 +32,11 @@ def evaluation_row(
     organization: str,
     case_json: str,
     result_json: str,
+    request_id: str | None = None,
+    created_at: datetime.datetime | None = None,
 ) -> tuple[Table, dict[str, Any]]:
-    """An evaluation as a row to insert (for :class:`GroupCommit`)."""
+    """An evaluation as a row to insert (for :class:`GroupCommit`); ``request_id`` names the
+    request it opens or resubmits (whose row must be committed first, in the same transaction)."""
     return Evaluation.__table__, {
         "id": evaluation_id,
         "external_id": external_id,
@@ -41,28 +46,43 @@ def evaluation_row(
         "organization": organization,
         "case_json": case_json,
         "result_json": result_json,
-        "created_at": utc_now(),
+        "created_at": created_at or utc_now(),
+        "request_id": request_id,
     }
 
 
-def save_evaluation(db: Database, *, idempotency: IdempotencyClaim | None = None, also: Rows = (),
-                    **evaluation: str) -> bool:
-    """Store an evaluation (keywords of :func:`evaluation_row`) and the rows ``also`` given (its
-    audit record, say) in one transaction; when this returns True, they are committed. Without
-    ``idempotency``: by group commit. With it: in a transaction of its own that also records its
-    Idempotency-Key, so all are stored or none; False, nothing stored, when another request has
-    claimed the key first."""
-    table, row = evaluation_row(**evaluation)
+class _ClaimedFirst(Exception):
+    """Another request recorded the same Idempotency-Key first: roll this transaction back."""
+
+
+def save_evaluation(db: Database, *, idempotency: IdempotencyClaim | None = None,
+                    parents: Sequence[tuple[Table | Insert, dict[str, Any]]] = (), also: Rows = (),
+                    **evaluation: Any) -> bool:
+    """Store an evaluation (keywords of :func:`evaluation_row`) after ``parents`` (rows it
+    refers to, such as its request's, each a table or an INSERT statement with its values) and
+    before ``also`` (its audit record, say), all in one transaction; when this returns True, they
+    are committed. Without ``idempotency``: by group commit. With it: in a transaction of its own
+    that also records its Idempotency-Key, so all are stored or none; False, nothing stored, when
+    another request has claimed the key first."""
+    return save_rows(db, [*parents, evaluation_row(**evaluation)], idempotency, also)
+
+
+def save_rows(db: Database, rows: Sequence[tuple[Table | Insert, dict[str, Any]]],
+              idempotency: IdempotencyClaim | None = None, also: Rows = ()) -> bool:
+    """:func:`save_evaluation` of rows already made: parents first, the evaluation's last, then
+    ``also``."""
+    row = rows[-1][1]
     if idempotency is None:
-        db.writer.commit([(table, row), *also])
+        db.writer.commit([*rows, *also])
         return True
-    with db.write() as connection:
-        connection.execute(insert(table), row)
-        if not idempotency.record(connection, row["id"], row["created_at"]):
-            connection.execute(delete(table).where(table.c.id == row["id"]))
-            return False
-        for other, other_row in also:  # after the claim: an audit row, once written, stays
-            connection.execute(insert(other), other_row)
+    try:
+        with db.write() as connection:
+            for target, values in [*rows, *also]:
+                connection.execute(insert(target) if isinstance(target, Table) else target, values)
+            if not idempotency.record(connection, row["id"], row["created_at"]):
+                raise _ClaimedFirst  # the whole transaction rolls back, its audit record too
+    except _ClaimedFirst:
+        return False
     return True
 
 

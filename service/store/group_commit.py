@@ -5,21 +5,24 @@ once that commit has returned."""
 from __future__ import annotations
 
 import asyncio
+import graphlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Insert, Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # Evaluations one transaction commits at most; more wait for the next (bounds a commit's size).
 GROUP_COMMIT_MAX = 256
 
-# Rows to insert in one transaction, parents first: (table, column values).
-Rows = Sequence[tuple[Table, dict[str, Any]]]
+# Rows to write in one transaction, parents first: (table, column values) for a plain insert, or
+# (an INSERT statement made once, such as an upsert, column values) for rows written with it.
+Target = Table | Insert
+Rows = Sequence[tuple[Target, dict[str, Any]]]
 
 
 class GroupCommit:
@@ -35,7 +38,7 @@ class GroupCommit:
     Waiters on an event loop are woken with one call per batch, not one per item.
     """
 
-    def __init__(self, insert: Callable[[dict[Table, list[dict[str, Any]]]], None]) -> None:
+    def __init__(self, insert: Callable[[dict[Target, list[dict[str, Any]]]], None]) -> None:
         self._insert_rows = insert
         self._lock = threading.Lock()
         self._writer: tuple[threading.Thread, queue.SimpleQueue] | None = None
@@ -114,10 +117,21 @@ class GroupCommit:
                     outcomes[index] = own_error
 
     def _insert(self, items: list[Rows]) -> None:
-        by_table: dict[Table, list[dict[str, Any]]] = {}
+        """One transaction for every item's rows, a statement per table, parents before children
+        across the whole batch (an item with a request row and one without must not put the
+        evaluations first: each item lists its parents first, and their union is kept in order)."""
+        by_table: dict[Target, list[dict[str, Any]]] = {}
+        parents: dict[Target, set[Target]] = {}
         for rows in items:
+            previous = None
             for table, row in rows:
                 by_table.setdefault(table, []).append(row)
+                if previous is not None and previous is not table:
+                    parents.setdefault(table, set()).add(previous)
+                previous = table
+        if parents and len(by_table) > 1:
+            ordered = graphlib.TopologicalSorter({t: parents.get(t, ()) for t in by_table}).static_order()
+            by_table = {table: by_table[table] for table in ordered}
         self._insert_rows(by_table)
 
 

@@ -1,5 +1,7 @@
 """The shared tables (API keys, evaluations, Idempotency-Key records) and the clock they are
-written with. Keys and evaluations belong to an organization (migration ``0004_organizations``). A face-only table may stay in its face (``cds/store.py``, ``review/store.py``);
+written with; requests and determinations have modules of their own (``requests``,
+``determinations``). Keys and evaluations belong to an organization (migration
+``0008_organizations``). A face-only table may stay in its face (``cds/store.py``, ``review/store.py``);
 every model joins :data:`Base.metadata` on import (see ``store/__init__.py``)."""
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class ApiKey(Base):
 
 class Evaluation(Base):
     __tablename__ = "evaluations"
-    __table_args__ = (Index(None, "external_id", "created_at"), Index(None, "organization", "external_id", "created_at"))
+    __table_args__ = (Index(None, "external_id", "created_at"), Index(None, "request_id", "created_at"),
+                      Index(None, "organization", "external_id", "created_at"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     external_id: Mapped[str] = mapped_column(String(128))
@@ -59,6 +62,8 @@ class Evaluation(Base):
     case_json: Mapped[str] = mapped_column(Text)
     result_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    # The request it opened or resubmitted (store/requests.py); null for CDS Hooks evaluations.
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"))
 
 
 class IdempotencyRecord(Base):
@@ -80,6 +85,11 @@ def as_utc(moment: datetime.datetime) -> datetime.datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=datetime.UTC)
     return moment.astimezone(datetime.UTC)
+
+
+def iso_utc(moment: datetime.datetime) -> str:
+    """A stored moment as the API writes it: ISO 8601 in UTC, to the second, ``Z``."""
+    return as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def storable(value: str) -> bool:

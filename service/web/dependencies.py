@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.engine.evaluation import Evaluator
 from service.store.keys import KeyRecord, authenticate
@@ -17,6 +17,11 @@ api_key_header = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
     description="An API key from `coverage-criteria keys create --role intake|reviewer|auditor [--org ORG]`.",
+)
+# FHIR clients (DTR apps, PAS clients) send credentials as a bearer token: the same API key.
+bearer_header = HTTPBearer(
+    auto_error=False,
+    description="The same API key as `Authorization: Bearer <key>`, as FHIR clients send credentials.",
 )
 
 
@@ -34,10 +39,11 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 
 
-def require_role(*roles: str):
-    """A dependency that admits an active key holding any of ``roles`` (401 without one, 403 if
-    short, 429 with Retry-After when the key has used up its rate limit). The key is left in
-    ``request.state.key``: who made the request, for the access log and the audit trail."""
+def require_role(role: str, *, also: tuple[str, ...] = ()):
+    """A dependency that admits an active key that may do what ``role`` (or one of the roles
+    ``also`` names) may (401 without one, 403 if short, 429 with Retry-After when the key has
+    used up its rate limit). The key is left in ``request.state.key``: who made the request, for
+    the access log and the audit trail."""
 
     # async, so that FastAPI runs it on the event loop: the indexed select it makes costs less than
     # the hand-off to a pool thread that a plain ``def`` would get.
@@ -45,8 +51,9 @@ def require_role(*roles: str):
         request: Request,
         db: DatabaseDep,
         presented: Annotated[str | None, Security(api_key_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_header)],
     ) -> KeyRecord:
-        key = authenticate(db, presented)
+        key = authenticate(db, presented if presented is not None else bearer.credentials if bearer else None)
         if key is None:
             raise HTTPException(401, detail="A valid API key is required in the X-API-Key header.")
         request.state.key_id = key.id
@@ -58,8 +65,8 @@ def require_role(*roles: str):
                 detail=f"This key is limited to {limiter.per_minute} requests a minute; retry after {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
-        if not key.has_role(*roles):
-            raise HTTPException(403, detail=f"This request needs a key with the {' or '.join(roles)} role.")
+        if not key.has_role(role, *also):
+            raise HTTPException(403, detail=f"This request needs a key with the {' or '.join((role, *also))} role.")
         return key
 
     return authorized_key
@@ -71,3 +78,5 @@ def require_role(*roles: str):
 IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
 ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]
 AuditorKey = Annotated[KeyRecord, Security(require_role("auditor"), scopes=["auditor"])]
+# The CMS-0057-F figures: reviewers, and auditors (a role that reads the audit trail and the metrics only).
+MetricsKey = Annotated[KeyRecord, Security(require_role("reviewer", also=("auditor",)), scopes=["reviewer", "auditor"])]

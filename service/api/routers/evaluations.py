@@ -96,16 +96,18 @@ async def create_evaluation(
     if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
         return _answer_again(request, previous, access)
     content_type = request.headers.get("content-type")
+    clock = request.app.state.due_clock
     if media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
         query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
         work = (evaluate_bundle_and_store, evaluator, db, body, key, query, claim, access)
     elif claim is None:  # the common case, on the event loop (it is ~0.2 ms) and stored by group commit
         return _created(request, *await evaluate_and_commit(
-            evaluator, db, parse_json_body(content_type, body), key.id, organization=key.organization, audit=access))
+            evaluator, db, parse_json_body(content_type, body), key.id, organization=key.organization, audit=access,
+            clock=clock))
     else:
         work = (partial(evaluate_and_store, organization=key.organization, audit=access),
                 evaluator, db, parse_json_body(content_type, body), key.id, claim)
-    stored = await run_in_threadpool(*work)
+    stored = await run_in_threadpool(*work, clock=clock)
     if stored is None:  # a request with the same Idempotency-Key was stored first
         return _answer_again(request, await run_in_threadpool(claim.previous, db), access)
     return _created(request, *stored)

@@ -7,11 +7,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.web.dependencies import DatabaseDep, EvaluatorDep
+from service.web.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Liveness: the process answers; needs no API key")
+# The models document the answers (response_model=None: the dicts are sent as they are, unchecked).
+@router.get("/health", summary="Liveness: the process answers; needs no API key", response_model=None,
+            responses={200: {"model": Health, "description": "The process answers."}})
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -23,7 +26,9 @@ router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=Fals
 @router.get(
     "/health/ready",
     summary="Readiness: the database answers and the rules are loaded (503 otherwise); needs no API key",
-    responses={503: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    response_model=None,
+    responses={200: {"model": Readiness, "description": "Ready: the database answers and the rules are loaded."},
+               503: {"model": Readiness, "description": "Not ready: the checks say what is not."}},
 )
 async def ready(db: DatabaseDep, evaluator: EvaluatorDep) -> JSONResponse:
     checks: dict[str, Any] = {

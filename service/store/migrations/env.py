@@ -11,6 +11,10 @@ Two ways in, one upgrade:
   (``COVERAGE_CRITERIA_DATABASE_URL``, else the default SQLite file of the data folder), opened
   through :class:`~service.store.database.Database` so that SQLite gets the same settings as in
   service, and migrated by the same ``migrate``.
+
+The ``alembic`` command also compares the database with every model, the faces' own tables
+included (``alembic revision --autogenerate``, ``alembic check``: docs/operations.md, "Writing a
+migration"): it imports the whole service, which start-up's ``migrate`` has no need to wait for.
 """
 
 from alembic import context
@@ -21,13 +25,15 @@ if connection is not None:
     with context.begin_transaction():
         context.run_migrations()
 else:
+    import service.app  # noqa: F401 - every face, and so every table, joins the models' metadata
     from service.settings import Settings
     from service.store.database import Database, migration_connection
+    from service.store.tables import Base
 
     database = Database(Settings.from_env().database_url)
     try:
         with migration_connection(database.engine) as connection:
-            context.configure(connection=connection)
+            context.configure(connection=connection, target_metadata=Base.metadata)
             with context.begin_transaction():
                 context.run_migrations()
     finally:

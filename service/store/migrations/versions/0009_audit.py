@@ -6,15 +6,15 @@ WITHOUT ROWID), and indexed by actor: all grow at their end as records are appen
 (see store/audit.py). Append-only in the database itself: triggers refuse UPDATE and DELETE on SQLite and PostgreSQL
 (and TRUNCATE on PostgreSQL), whatever code or client connects.
 
-Revision ID: 0005_audit
-Revises: 0004_organizations
+Revision ID: 0009_audit
+Revises: 0008_organizations
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_audit"
-down_revision = "0004_organizations"
+revision = "0009_audit"
+down_revision = "0008_organizations"
 branch_labels = None
 depends_on = None
 

@@ -7,15 +7,15 @@ Keys and evaluations stored before belong to ``default`` (the organization of ke
 SQLite a check constraint changes only by rebuilding the table (batch mode; foreign keys are off
 during migrations, see ``store.database.migration_connection``).
 
-Revision ID: 0004_organizations
-Revises: 0003_one_line
+Revision ID: 0008_organizations
+Revises: 0007_determinations
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_organizations"
-down_revision = "0003_one_line"
+revision = "0008_organizations"
+down_revision = "0007_determinations"
 branch_labels = None
 depends_on = None
 
@@ -38,8 +38,9 @@ def downgrade() -> None:
     # Auditor keys cannot exist before this revision; they go with it (they never wrote anything).
     op.execute("DELETE FROM api_keys WHERE role = 'auditor'")
     op.drop_index("ix_evaluations_organization_external_id_created_at", table_name="evaluations")
-    with op.batch_alter_table("evaluations") as batch:
-        batch.drop_column("organization")
+    # SQLite drops the column in place (no rebuild, which would rewrite the table's other
+    # constraints in a form 0006's own downgrade cannot drop request_id from).
+    op.drop_column("evaluations", "organization")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_constraint("ck_api_keys_role", type_="check")
         batch.create_check_constraint("ck_api_keys_role", "role IN ('intake', 'reviewer')")
