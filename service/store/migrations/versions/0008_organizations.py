@@ -2,7 +2,8 @@
 
 Keys and evaluations stored before belong to ``default`` (the organization of keys made without
 ``--org``). An evaluation names its submitter's organization, which decides who may read it
-(``store/tenancy.py``); the index serves an organization's lists by ``external_id``. Keys gain a
+(``store/tenancy.py``); lists by ``external_id`` filter it on the few rows of a reference (no
+index of its own: every stored evaluation would pay an insert more). Keys gain a
 ``name`` (a reviewer's, as notes and printouts show it). The role check admits ``auditor``: on
 SQLite a check constraint changes only by rebuilding the table (batch mode; foreign keys are off
 during migrations, see ``store.database.migration_connection``).
@@ -30,14 +31,11 @@ def upgrade() -> None:
         batch.create_check_constraint("ck_api_keys_role", "role IN ('intake', 'reviewer', 'auditor')")
     op.add_column("evaluations",
                   sa.Column("organization", sa.String(128), server_default=_DEFAULT, nullable=False))
-    op.create_index("ix_evaluations_organization_external_id_created_at", "evaluations",
-                    ["organization", "external_id", "created_at"])
 
 
 def downgrade() -> None:
     # Auditor keys cannot exist before this revision; they go with it (they never wrote anything).
     op.execute("DELETE FROM api_keys WHERE role = 'auditor'")
-    op.drop_index("ix_evaluations_organization_external_id_created_at", table_name="evaluations")
     # SQLite drops the column in place (no rebuild, which would rewrite the table's other
     # constraints in a form 0006's own downgrade cannot drop request_id from).
     op.drop_column("evaluations", "organization")
