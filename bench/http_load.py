@@ -246,11 +246,13 @@ def database_url(backend: str) -> Iterator[str | None]:
 
 
 @contextmanager
-def server(url: str, workers: int) -> Iterator[tuple[str, str, int]]:
-    """``coverage-criteria serve`` on a free loopback port; yields its base URL, an intake key and its pid."""
+def server(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, int]]:
+    """``coverage-criteria serve`` on a free loopback port; yields its base URL, an intake key and its pid.
+    ``extra_env``: more environment (``PYTHONPATH`` of another checkout, for bench/http_compare.py)."""
     with tempfile.TemporaryDirectory() as folder:
         env = {
             **os.environ,
+            **(extra_env or {}),
             "COVERAGE_CRITERIA_DATA_DIR": folder,
             "COVERAGE_CRITERIA_DATABASE_URL": url,
             "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE": "0",

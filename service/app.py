@@ -26,7 +26,8 @@ from uvicorn.supervisors import Multiprocess
 from service.errors import InvalidInput, RefusedRequest
 from service.engine.evaluation import Evaluator
 from service.fhir.outcome import FHIR_JSON, OperationOutcomeError
-from service.store.keys import ROLES
+from service.store.keys import roles_granting
+from service.web.audit import AuditMiddleware
 from service.web.middleware import (
     QUIET_LOGGERS,
     AccessLogMiddleware,
@@ -37,7 +38,7 @@ from service.web.middleware import (
 from service.web.docs import DocsPolicyMiddleware, add_redoc
 from service.web.media import media_type
 from service.web.ratelimit import RateLimiter
-from service.api.routers import determinations, evaluations, health, policies, requests
+from service.api.routers import audit, determinations, evaluations, health, policies, requests
 from service.cds import routes as cds
 from service.fhir_api import router as fhir_api
 from service.review import notes as review_notes, pages as review_pages
@@ -57,12 +58,14 @@ Results support a reviewer's determination; they are not a coverage decision.
 
 Each operation says what it needs. The `/v1` endpoints need an API key in the `X-API-Key`
 header, of the role the operation names (`x-required-role`): `intake` keys may submit
-evaluations and read them and the policies; `reviewer` keys may also list evaluations by
-`external_id` and add notes. A key may make a limited number of requests a minute (429 with
-`Retry-After` beyond it). CDS Hooks calls and feedback need a CDS Hooks client's signed JWT
+evaluations and read their own organization's, and the policies; `reviewer` keys read every
+organization's, may also list evaluations by `external_id` and add notes; `auditor` keys read
+the audit trail and the metrics only. A key may make a limited number of requests a minute (429
+with `Retry-After` beyond it). CDS Hooks calls and feedback need a CDS Hooks client's signed JWT
 (`Authorization: Bearer`); `/health`, `/health/ready` and CDS Hooks discovery need nothing. The
 review page (`/review`, not an API) signs reviewers in with a reviewer key and a session cookie.
-While the database is unreachable or read-only the service answers 503 and stores nothing.
+Every access to case data is recorded in the audit trail. While the database is unreachable or
+read-only the service answers 503 and stores nothing.
 """
 
 
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.include_router(policies.router, prefix="/v1")
     app.include_router(requests.router, prefix="/v1")
     app.include_router(determinations.router, prefix="/v1")
+    app.include_router(audit.router, prefix="/v1")
     app.state.cds = cds.CdsConfig.from_settings(settings)
     app.include_router(cds.router)
     app.include_router(review_notes.router, prefix="/v1")
@@ -112,6 +116,7 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(AuditMiddleware)  # innermost: its own 503 still gets no-store and a log line
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(NoStoreMiddleware)
     app.add_middleware(DocsPolicyMiddleware)
@@ -247,9 +252,10 @@ def _mark_roles(schema: dict[str, Any]) -> None:
             requirements = operation.get("security", [])
             roles = [role for requirement in requirements for role in requirement.get("APIKeyHeader", [])]
             if roles:
-                # The first scope is the least role of the intake < reviewer order; others are
-                # roles outside it that are admitted too (the metrics' auditor).
-                admitted = " or ".join(f"`{r}`" for r in dict.fromkeys([*ROLES[ROLES.index(roles[0]):], *roles[1:]]))
+                # Every role that may do what any scope names (reviewer for intake; the
+                # metrics' auditor beside reviewer).
+                admitted = " or ".join(f"`{r}`" for r in dict.fromkeys(
+                    held for role in roles for held in roles_granting(role)))
                 note = f"Needs an API key in `X-API-Key` with the {admitted} role."
                 operation["x-required-role"] = roles[0]
             elif any("CdsHooksJWT" in requirement for requirement in requirements):

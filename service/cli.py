@@ -240,8 +240,13 @@ def _database():
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from service.store.keys import create_key
 
-    key_id, plaintext = create_key(_database(), args.role, args.label)
-    print(f"Created {args.role} key {key_id}. It is shown once; store it now:", file=sys.stderr)
+    try:
+        key_id, plaintext = create_key(_database(), args.role, args.label, args.org, args.name)
+    except ValueError as error:
+        print(f"keys create: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"Created {args.role} key {key_id} of organization {args.org}. It is shown once; store it now:",
+          file=sys.stderr)
     print(plaintext)
     return EXIT_OK
 
@@ -251,7 +256,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     for key in list_keys(_database()):
         state = f"revoked {key['revoked_at']}" if key["revoked_at"] else "active"
-        print(f"{key['id']}  {key['role']:<8}  {state:<30}  created {key['created_at']}  {key['label'] or ''}")
+        named = "  ".join(filter(None, [key["name"], key["label"]]))
+        print(f"{key['id']}  {key['role']:<8}  {key['organization']:<16}  {state:<30}  created {key['created_at']}"
+              f"  {named}".rstrip())
     return EXIT_OK
 
 
@@ -349,7 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage API keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_commands.add_parser("create", help="create a key; prints it once, as the last line")
-    create.add_argument("--role", required=True, choices=["intake", "reviewer"])
+    create.add_argument("--role", required=True, choices=["intake", "reviewer", "auditor"],
+                        help="intake: submits and reads its organization's evaluations; reviewer: reads every "
+                        "organization's and reviews them; auditor: reads the audit trail and metrics only")
+    create.add_argument("--org", default="default",
+                        help="the organization the key belongs to (default: default); an intake key sees only its own")
+    create.add_argument("--name", help="a reviewer's name, as notes, determinations and printouts show it")
     create.add_argument("--label", help="who or what the key is for")
     create.set_defaults(func=cmd_keys_create)
     keys_commands.add_parser("list", help="list keys (never their secrets)").set_defaults(func=cmd_keys_list)

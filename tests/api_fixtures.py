@@ -19,9 +19,12 @@ from sqlalchemy.engine import make_url
 
 from service.app import create_app
 from service.engine.evaluation import Evaluator
-from service.store.keys import create_key
+from service.store.keys import KeyRecord, create_key
 from service.settings import Settings
 from service.store.database import Database
+
+# A caller that reads every organization, for tests that look into the store directly.
+EVERY_ORGANIZATION = KeyRecord(id="0" * 16, role="reviewer", label="tests", organization="default")
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "COVERAGE_CRITERIA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -21,6 +21,7 @@ from cds_support import cds, cds_service, signer  # noqa: F401 (fixtures)
 from crd_conformance import card_problems, discovery_problems, response_problems, update_problems
 from crd_invariants import coverage_informations, values
 from service.cds.coverage_information import CRD_TEMP
+from api_fixtures import EVERY_ORGANIZATION
 from service.store.evaluations import list_evaluation_results
 from service.store.keys import create_key
 
@@ -170,7 +171,7 @@ def test_unchanged_bodies_get_no_coverage_information_and_nothing_is_read(cds, d
     answer = send(cds, body, service)
     assert checked_200(answer, body, loopback) == []
     assert answer.json() == {"cards": [], "systemActions": []}
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
     assert loopback.requests == []
 
 
@@ -195,7 +196,7 @@ def test_a01_device_request_gets_coverage_information_and_only_the_left_out_temp
                 for key, t in templates.items() if key not in body["prefetch"]}
     assert {path for path, _ in loopback.requests} == expected
     assert {auth for _, auth in loopback.requests} == {f"Bearer {TOKEN}"}
-    [stored] = list_evaluation_results(database, body["hookInstance"]).results
+    [stored] = list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results
     assert json.loads(stored)["evaluation_id"] == values(information, "coverage-assertion-id")[0]
 
 
@@ -240,7 +241,7 @@ def test_a04_order_select_updates_the_selected_service_request_without_asking_fo
 def test_bodies_that_must_get_no_coverage_information(cds, database, loopback, dead, name, service):
     body = prepared(name, loopback, dead)
     assert checked_200(send(cds, body, service), body, loopback) == []
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_a07_crd_2_2_with_the_fhir_server_down_is_indeterminate_for_a_technical_reason(cds, database, loopback, dead):
@@ -251,7 +252,7 @@ def test_a07_crd_2_2_with_the_fhir_server_down_is_indeterminate_for_a_technical_
     assert values(information, "covered") == ["indeterminate"]
     [reason] = values(information, "reason")
     assert reason["coding"] == [{"system": CRD_TEMP, "code": "technical"}]  # resp-43, 2.2's CodeSystem/temp
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_a08_a_requested_version_not_offered_is_an_error(cds, database, loopback, dead):
@@ -260,7 +261,7 @@ def test_a08_a_requested_version_not_offered_is_an_error(cds, database, loopback
     answer = send(cds, body, SIGN)
     assert 400 <= answer.status_code < 500
     assert answer.json()["issue"][0]["expression"] == ["extension.davinci-crd.requestedVersion"]
-    assert list_evaluation_results(database, body["hookInstance"]).results == [] and loopback.requests == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == [] and loopback.requests == []
 
 
 def test_a09_no_coverage_prefetched_and_no_token_is_412(cds, loopback, dead):
@@ -301,7 +302,7 @@ def test_a_repeated_hook_instance_is_answered_again_from_the_one_evaluation(cds,
     body = prepared("adapted/a03_inferno_order-sign_servicerequest_cpt64568.json", loopback, dead)
     first, second = send(cds, body, SIGN).json(), send(cds, body, SIGN).json()
     assert first == second
-    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 1
+    assert len(list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results) == 1
 
 
 # --- client tokens as the kit sends them -----------------------------------------------------------------
@@ -346,8 +347,9 @@ def test_tokens_the_kit_expects_refused_are_refused(cds, forge):
 @pytest.fixture
 def client_questionnaire(cds, database):
     """Resolve a questionnaire canonical as a DTR client would: the public URL's path, fetched
-    from the service behind its proxy prefix, with an intake key."""
-    _, secret = create_key(database, "intake", label="DTR client")
+    from the service behind its proxy prefix, with an intake key of the EHR's organization (the
+    CDS client's: its iss; another organization's key would get a 404)."""
+    _, secret = create_key(database, "intake", label="DTR client", organization=cds.signer.issuer)
     behind_proxy = TestClient(cds.app, base_url="https://payer.example", root_path="/criteria")
 
     def resolve(canonical: str) -> dict:

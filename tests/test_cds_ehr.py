@@ -12,6 +12,7 @@ from cds_client import FhirServer, dead_url, reactiv8_order, searchset, with_ord
 from cds_support import (ALL_MET, COVERAGE, PATIENT, dtr, actions_of, cds, cds_service, check_action,  # noqa: F401
                          example, hook, outcome_of, signer)
 from crd_invariants import coverage_informations, values
+from api_fixtures import EVERY_ORGANIZATION
 from service.store.evaluations import list_evaluation_results
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -76,7 +77,7 @@ def test_without_prefetch_everything_is_read_from_the_ehr_with_its_token(cds, da
     assert "/fhir/Coverage?patient=123&status=active" in paths
     assert "/fhir/QuestionnaireResponse?patient=123" in paths
     assert any(p.startswith("/fhir/Observation?patient=123&code=") and "72514-3" in p for p in paths)
-    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 1
+    assert len(list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results) == 1
 
 
 def test_only_what_prefetch_lacks_is_read(cds, ehr):
@@ -122,7 +123,7 @@ def test_an_ehr_too_slow_for_the_budget_is_a_technical_failure(cds, database, eh
     answer, elapsed = timed(cds, body)
     assert elapsed < BUDGET
     check_failure(answer, expected, "did not answer")
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 @pytest.mark.parametrize("version, expected", [("2.2", 200), (None, 412)])

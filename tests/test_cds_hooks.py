@@ -19,6 +19,7 @@ from crd_invariants import assertion_ids_consistent, coverage_informations, valu
 from service.cds.coverage_information import CRD_TEMP
 from service.cds.discovery import services
 from service.policy.rules import RuleError, load_catalog
+from api_fixtures import EVERY_ORGANIZATION
 from service.store.evaluations import get_evaluation_result, list_evaluation_results
 
 def minimal_request(*orders: dict, hook_name: str = "order-sign", prefetch: dict | None = None, **extra) -> dict:
@@ -101,7 +102,7 @@ REAL_REQUESTS = [
 def test_real_requests_without_an_order_of_the_policy_get_no_answer_and_store_nothing(cds, database, name, service):
     request = example(name)
     assert hook(cds, request, service).json() == {"cards": [], "systemActions": []}
-    assert list_evaluation_results(database, request["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, request["hookInstance"]).results == []
 
 
 @pytest.mark.parametrize("name", ["crd-ig-2.1.0_order-sign-request_servicerequest.json",
@@ -121,7 +122,7 @@ def test_real_requests_with_a_reactiv8_order_get_coverage_information(cds, datab
     assert values(information, "doc-purpose") == ["withpa"]
     [assertion_id] = values(information, "coverage-assertion-id")
     assert values(information, "questionnaire") == [f"{PUBLIC_URL}/v1/evaluations/{assertion_id}/questionnaire"]
-    stored = json.loads(get_evaluation_result(database, assertion_id))
+    stored = json.loads(get_evaluation_result(database, EVERY_ORGANIZATION, assertion_id))
     assert stored["external_id"] == request["hookInstance"]
     assert stored["policy"]["id"] == POLICY
     assert values(information, "date") == [time.strftime("%Y-%m-%d", time.gmtime())]
@@ -167,7 +168,7 @@ def test_real_observations_in_prefetch_are_evaluated_and_cited(cds, database):
     body["context"]["patientId"] = patient_id
     [action] = actions_of(hook(cds, body))
     [assertion_id] = values(check_action(action, reactiv8_order(patient=patient_id)), "coverage-assertion-id")
-    stored = json.loads(get_evaluation_result(database, assertion_id))
+    stored = json.loads(get_evaluation_result(database, EVERY_ORGANIZATION, assertion_id))
     evidence = {e["field"]: e for c in stored["criteria"] for e in c["evidence"]}
     assert evidence["low_back_pain.nrs"]["value"] == 7
     assert evidence["low_back_pain.nrs"]["source"]["reference"] == f"Observation/{nrs['id']}"
@@ -178,7 +179,7 @@ def test_a_prefetched_patient_other_than_the_context_s_is_refused(cds, database)
     body = minimal_request(reactiv8_order(), prefetch={"patient": {**PATIENT, "id": "someone-else"},
                                                        "coverage": searchset(COVERAGE)})
     assert outcome_of(hook(cds, body), 400)["issue"][0]["expression"] == ["prefetch.patient"]
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_data_about_another_patient_is_refused(cds, database):
@@ -187,7 +188,7 @@ def test_data_about_another_patient_is_refused(cds, database):
     body = minimal_request(reactiv8_order(), prefetch=prefetch)
     outcome = outcome_of(hook(cds, body), 400)
     assert outcome["issue"][0]["expression"] == ["Observation.subject.reference"]
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_a_criterion_not_met_is_named_in_the_reason(cds):
@@ -221,7 +222,7 @@ def test_signing_again_an_order_that_carries_its_coverage_information_gets_no_up
     again = minimal_request(first)
     answer = hook(cds, again)
     assert answer.json() == {"cards": [], "systemActions": []}
-    assert list_evaluation_results(database, again["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, again["hookInstance"]).results == []
 
 
 def test_coverage_information_that_changed_replaces_the_one_the_order_carries(cds):
@@ -253,17 +254,17 @@ def test_a_repeated_hook_instance_with_the_same_orders_stores_one_evaluation(cds
     body = minimal_request(reactiv8_order())
     first, second = actions_of(hook(cds, body)), actions_of(hook(cds, body))
     assert first == second
-    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 1
+    assert len(list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results) == 1
     # Another order under the same hookInstance is another evaluation.
     body["context"]["draftOrders"]["entry"].append({"resource": reactiv8_order("r8-second")})
     assert len(actions_of(hook(cds, body))) == 2
-    assert len(list_evaluation_results(database, body["hookInstance"]).results) == 2
+    assert len(list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results) == 2
 
 
 def test_a_client_that_turns_coverage_information_off_gets_none(cds, database):
     body = minimal_request(reactiv8_order(), extension={"davinci-crd.configuration": {"coverage-info": False}})
     assert actions_of(hook(cds, body)) == []
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_the_wrong_hook_is_refused(cds):
@@ -278,7 +279,7 @@ def test_no_coverage_is_no_coverage_information_and_no_error(cds, database, cove
     body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT, "coverage": coverage})
     answer = hook(cds, body)
     assert answer.status_code == 200 and answer.json() == {"cards": [], "systemActions": []}
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_of_several_coverages_the_one_the_order_names_is_used(cds, database):
@@ -287,7 +288,7 @@ def test_of_several_coverages_the_one_the_order_names_is_used(cds, database):
     body = minimal_request(reactiv8_order(), prefetch=prefetch)
     outcome = outcome_of(hook(cds, body), 400)
     assert outcome["issue"][0]["expression"] == ["prefetch.coverage"]
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
     order = reactiv8_order(insurance=[{"reference": "Coverage/cov-2"}])
     [action] = actions_of(hook(cds, minimal_request(order, prefetch=prefetch)))
     assert values(check_action(action, order), "coverage") == [{"reference": "Coverage/cov-2"}]
@@ -298,7 +299,7 @@ def test_no_coverage_and_no_way_to_read_one_is_412(cds, database):
     body = minimal_request(reactiv8_order(), prefetch={"patient": PATIENT})
     outcome = outcome_of(hook(cds, body), 412)
     assert outcome["issue"][0]["expression"] == ["prefetch.coverage"]
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 @pytest.mark.parametrize("requested", ["1.1", "3.0", "2", "2.2.x", 2.2, ["2.2"], ""])
@@ -308,7 +309,7 @@ def test_a_crd_version_the_service_does_not_offer_is_an_error(cds, database, req
     outcome = outcome_of(hook(cds, body), 422)
     assert outcome["issue"][0]["expression"] == ["extension.davinci-crd.requestedVersion"]
     assert outcome["issue"][0]["code"] == "not-supported"
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 @pytest.mark.parametrize("requested, category", [("2.2", True), ("2.2.1", True), ("2.1", False), ("2.0", False),
@@ -361,7 +362,7 @@ def test_an_invalid_clinical_resource_is_refused_with_its_expression(cds, databa
                                                        "observations": searchset(bad)})
     outcome = outcome_of(hook(cds, body), 400)
     assert "nrs" in json.dumps(outcome)
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_a_hook_instance_that_cannot_be_an_external_id_is_refused(cds, database):

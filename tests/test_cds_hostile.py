@@ -24,6 +24,7 @@ from service.cds.request import MAX_ORDERS, parse_request
 from service.cds.routes import DISCOVERY_PER_MINUTE, FEEDBACK_PER_MINUTE
 from service.cds.store import list_feedback
 from service.fhir.intake import case_from_resources
+from api_fixtures import EVERY_ORGANIZATION
 from service.store.evaluations import list_evaluation_results
 from service.web.ratelimit import RateLimiter
 
@@ -127,7 +128,7 @@ def test_f6_a_malformed_fhir_server_is_a_4xx_naming_it(cds, database, fhir_serve
     body = call(fhir_server)
     outcome = outcome_of(hook(cds, body), 400)
     assert outcome["issue"][0]["expression"] == ["fhirServer"]
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 # --- 4. Unbounded CDS work ----------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_f4_six_hundred_orders_and_fifteen_hundred_observations_are_capped_and_s
     assert "r8-20" in card["detail"] and "r8-599" not in card["detail"]  # ten named, then "and N more"
     text = values(coverage_informations(result["systemActions"][0]["resource"])[0], "reason")[0]["text"]
     assert "observations: resources after the first 1,000 (500 more)" in text
-    assert len(list_evaluation_results(database, body["hookInstance"], limit=100).results) == MAX_ORDERS
+    assert len(list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"], limit=100).results) == MAX_ORDERS
 
 
 def test_f4_the_five_second_budget_counts_from_the_call_and_leaves_late_orders_unchecked(database, evaluator):
@@ -388,7 +389,7 @@ def test_f8_one_patient_per_call_even_without_ids_or_a_prefetched_patient(cds, d
     body = prefetched({"patient": patient, "coverage": searchset(COVERAGE), "observations": searchset(*observations)})
     outcome = outcome_of(hook(cds, body), 400)
     assert outcome["issue"][0]["expression"] == [where]
-    assert list_evaluation_results(database, body["hookInstance"]).results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, body["hookInstance"]).results == []
 
 
 def test_f8_an_order_about_another_patient_is_refused(cds):

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from requests_support import DENIAL_REASON, case, determine, request_row, submit
+from api_fixtures import EVERY_ORGANIZATION
 from service.determinations.record import latest_closing_determination, list_determinations
 
 
@@ -42,7 +43,7 @@ def test_a_determination_on_a_stale_submission_is_a_conflict(client, intake_key,
 
     stale = determine(client, reviewer_key, submitted["request_id"], submitted["evaluation_id"])
     assert stale.status_code == 409
-    assert list_determinations(database, submitted["request_id"]) == []
+    assert list_determinations(database, submitted["request_id"], EVERY_ORGANIZATION) == []
     assert determine(client, reviewer_key, submitted["request_id"], newer["evaluation_id"]).status_code == 201
 
 
@@ -71,7 +72,7 @@ def test_a_denial_needs_a_specific_reason_criteria_and_attestation(client, revie
 
     assert answer.status_code == 422, answer.text
     assert [e["field"] for e in answer.json()["errors"]] == fields
-    assert list_determinations(database, submitted["request_id"]) == []
+    assert list_determinations(database, submitted["request_id"], EVERY_ORGANIZATION) == []
     assert request_row(database, submitted["request_id"]).state == "open"
 
 
@@ -149,7 +150,7 @@ def test_the_database_refuses_to_change_or_remove_a_determination(client, review
     with pytest.raises(DBAPIError, match="append-only"):
         with database.engine.begin() as connection:
             connection.execute(text(statement))
-    assert [d["outcome"] for d in list_determinations(database, submitted["request_id"])] == ["denied"]
+    assert [d["outcome"] for d in list_determinations(database, submitted["request_id"], EVERY_ORGANIZATION)] == ["denied"]
 
 
 def test_postgresql_refuses_to_truncate_the_determinations(client, reviewer_key, database, submitted):

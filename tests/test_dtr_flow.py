@@ -17,6 +17,7 @@ from crd_invariants import values
 from dtr_inferno import assert_inferno_static_package
 from dtr_support import FHIR, GOOD, chart_with_gaps, post_response, prefill_with_cql, respond
 from fhir_support import bundle
+from service.store.keys import create_key
 
 CHART_FIELDS = {"patient.age_years", "patient.bmi", "low_back_pain.nrs", "low_back_pain.odi_percent",
                 "low_back_pain.duration_months", "conservative_care.physical_therapy_outcome"}
@@ -28,7 +29,10 @@ def ehr_chart() -> dict:
     return json.loads(text)
 
 
-def test_crd_order_sign_then_dtr_package_cql_prefill_answers_and_a_complete_resubmission(cds, intake_key, reviewer_key):
+def test_crd_order_sign_then_dtr_package_cql_prefill_answers_and_a_complete_resubmission(cds, database, reviewer_key):
+    # The DTR app's key belongs to the EHR's organization: the CDS client's (its iss, the clients
+    # file naming no other), whose evaluation the hook stored; another organization's key gets a 404.
+    intake_key = create_key(database, "intake", organization=cds.signer.issuer)[1]
     order = reactiv8_order()
     crd = {"hook": "order-sign", "hookInstance": "flow-hook-1",
            "context": {"userId": "Practitioner/1", "patientId": "123",

@@ -159,7 +159,9 @@ def test_postgresql_going_away_under_load_loses_no_acknowledged_evaluation(
 def test_a_read_only_sqlite_database_gets_503_and_the_service_recovers(tmp_path, evaluator, full_case):
     """Every connection the service opens finds the database read-only, as it would if the file or
     its folder lost write permission (which root, running these tests here, would not notice):
-    SQLite reports SQLITE_READONLY either way. Reads keep working; writes answer 503."""
+    SQLite reports SQLITE_READONLY either way. What needs no record keeps working (the policies);
+    writes answer 503, and so do reads of case data, which cannot be answered without their audit
+    record (contract, "Audit trail": no case data leaves unrecorded)."""
     database = Database(f"sqlite:///{tmp_path / 'coverage-criteria.db'}")
     database.migrate()
     _, key = create_key(database, "intake")
@@ -174,12 +176,14 @@ def test_a_read_only_sqlite_database_gets_503_and_the_service_recovers(tmp_path,
         event.listen(engine, "connect", open_read_only)
         engine.dispose()
         read = client.get(before.headers["location"], headers={"X-API-Key": key})
+        policies = client.get("/v1/policies", headers={"X-API-Key": key})
         write = post(client, key, "RO-during", full_case)
         event.remove(engine, "connect", open_read_only)  # writable again; the service reconnects itself
         after = post(client, key, "RO-after", full_case)
 
     assert before.status_code == 201
-    assert read.status_code == 200
+    assert policies.status_code == 200
+    assert read.status_code == 503 and read.headers["retry-after"] and "RO-before" not in read.text
     assert_unavailable(write)
     assert after.status_code == 201
     assert sorted(external_id for external_id, _ in stored_rows(database, "RO-").values()) == ["RO-after", "RO-before"]

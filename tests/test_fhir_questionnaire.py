@@ -137,7 +137,7 @@ def test_answers_alone_complete_the_evaluation_whose_questionnaire_they_answer(c
 
     answers["questionnaire"] = questionnaire["url"].replace(first["evaluation_id"], "no-such-evaluation")
     refused = client.post("/v1/evaluations", content=json.dumps(bundle(answers)), headers={**FHIR, **key})
-    assert refused.status_code == 422 and refused.json()["resourceType"] == "OperationOutcome"
+    assert refused.status_code == 404 and refused.json()["resourceType"] == "OperationOutcome"
 
 
 def test_a_complete_evaluation_has_a_questionnaire_without_items(client, intake_key):

@@ -22,7 +22,7 @@ EXAMPLES = {"default": 30, "long": 1000}
 def fuzzed_app(tmp_path, evaluator, database):
     """The app on the test database, without a rate limit (the fuzzer is one very busy key)."""
     settings = Settings(data_dir=tmp_path, database_url=str(database.url), rate_limit_per_minute=0)
-    keys = {role: create_key(database, role)[1] for role in ("intake", "reviewer")}
+    keys = {role: create_key(database, role)[1] for role in ("intake", "reviewer", "auditor")}
     app = create_app(settings, evaluator)
     with TestClient(app):  # runs the start-up (migrations) once
         yield app, {"no key": None, "bogus key": "cc_0123456789abcdef_" + "x" * 43, **keys}
@@ -35,8 +35,8 @@ def test_no_input_gets_a_5xx_and_every_4xx_is_a_json_error(fuzzed_app, request):
     examples = EXAMPLES["long" if request.config.getoption("--long") else "default"]
     operations = [result.ok() for result in schema.get_all_operations()]
     # 9 REST (with FHIR questionnaires) + 2 notes + 3 CDS Hooks + 11 under /fhir (2 of them PAS) + 4 requests
-    # + 3 determinations and metrics
-    assert len(operations) == 32
+    # + 3 determinations and metrics + 1 audit
+    assert len(operations) == 33
 
     for operation in operations:
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))

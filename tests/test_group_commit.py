@@ -19,7 +19,7 @@ from service.store.keys import create_key
 def row(evaluation_id, key_id, external_id="X-1"):
     return evaluation_row(
         evaluation_id=evaluation_id, external_id=external_id, policy_id="p", policy_version="1",
-        key_id=key_id, case_json="{}", result_json=f'{{"evaluation_id":"{evaluation_id}"}}',
+        key_id=key_id, organization="default", case_json="{}", result_json=f'{{"evaluation_id":"{evaluation_id}"}}',
     )
 
 

@@ -341,10 +341,10 @@ def test_the_idempotency_record_is_stored_in_the_evaluations_transaction(databas
 
     key_id, _ = create_key(database, "intake")
     claim = IdempotencyClaim(key_id, "k", "0" * 64)
-    first = evaluate_and_store(evaluator, database, full_case, key_id, claim)
+    first = evaluate_and_store(evaluator, database, full_case, key_id, claim, organization="default")
 
     # The key is taken: the second evaluation is not stored either, and no error breaks the transaction.
-    assert evaluate_and_store(evaluator, database, full_case, key_id, claim) is None
+    assert evaluate_and_store(evaluator, database, full_case, key_id, claim, organization="default") is None
     assert stored_count(database) == stored_count(database, IdempotencyRecord) == 1
     assert claim.previous(database).evaluation_id == first[0]
 
@@ -395,7 +395,7 @@ def test_the_default_page_is_50_and_the_largest_500(client, intake_key, reviewer
     key_id = create_key(database, "intake")[0]
     for number in range(501):
         save_evaluation(database, evaluation_id=f"e-{number:04d}", external_id="MANY", policy_id="p",
-                        policy_version="1", key_id=key_id, case_json="{}", result_json=f'{{"n":{number}}}')
+                        policy_version="1", key_id=key_id, organization="default", case_json="{}", result_json=f'{{"n":{number}}}')
 
     assert len(listing(client, reviewer_key, "MANY")["evaluations"]) == 50
     full = listing(client, reviewer_key, "MANY", limit=500)

@@ -17,7 +17,8 @@ def test_a_new_key_authenticates_with_its_role_and_label(database):
 
     assert KEY_FORMAT.fullmatch(plaintext)
     assert plaintext.startswith(f"cc_{key_id}_")
-    assert authenticate(database, plaintext) == KeyRecord(id=key_id, role="intake", label="clinic intake")
+    assert authenticate(database, plaintext) == KeyRecord(id=key_id, role="intake", label="clinic intake",
+                                                          organization="default")
 
 
 def test_only_the_hash_of_the_secret_is_stored(database):
@@ -38,7 +39,7 @@ def test_list_shows_keys_without_their_hashes(database):
     keys = list_keys(database)
 
     assert [key["id"] for key in keys] == [first_id, second_id]
-    assert [set(key) for key in keys] == [{"id", "role", "label", "created_at", "revoked_at"}] * 2
+    assert [set(key) for key in keys] == [{"id", "role", "organization", "name", "label", "created_at", "revoked_at"}] * 2
     assert [(key["role"], key["label"], key["revoked_at"]) for key in keys] == [
         ("intake", "first", None),
         ("reviewer", None, None),
@@ -81,12 +82,15 @@ def test_arbitrary_strings_never_authenticate(database, presented):
     assert authenticate(database, presented) is None
 
 
-def test_reviewer_keys_may_do_what_intake_keys_may():
-    reviewer = KeyRecord(id="0" * 16, role="reviewer", label=None)
-    intake = KeyRecord(id="1" * 16, role="intake", label=None)
+def test_reviewer_keys_may_do_what_intake_keys_may_and_auditors_only_audit():
+    reviewer = KeyRecord(id="0" * 16, role="reviewer", label=None, organization="default")
+    intake = KeyRecord(id="1" * 16, role="intake", label=None, organization="default")
+    auditor = KeyRecord(id="2" * 16, role="auditor", label=None, organization="default")
 
-    assert reviewer.has_role("intake") and reviewer.has_role("reviewer")
-    assert intake.has_role("intake") and not intake.has_role("reviewer")
+    assert reviewer.has_role("intake") and reviewer.has_role("reviewer") and not reviewer.has_role("auditor")
+    assert intake.has_role("intake") and not intake.has_role("reviewer") and not intake.has_role("auditor")
+    assert auditor.has_role("auditor") and not auditor.has_role("intake") and not auditor.has_role("reviewer")
+    assert auditor.has_role("reviewer", "auditor") and not intake.has_role("reviewer", "auditor")
 
 
 def test_unknown_roles_and_overlong_labels_are_refused(database):

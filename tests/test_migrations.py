@@ -21,6 +21,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
+from api_fixtures import EVERY_ORGANIZATION
 from servers import ROOT
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_result
@@ -74,7 +75,7 @@ def test_finding_11_upgrade_head_works_from_every_earlier_revision_and_keeps_the
         with database.engine.connect() as connection:
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         if start != ("fresh",):
-            assert get_evaluation_result(database, "e-before") == '{"evaluation_id":"e-before"}'
+            assert get_evaluation_result(database, EVERY_ORGANIZATION, "e-before") == '{"evaluation_id":"e-before"}'
         database.migrate()  # the service's start-up after the operator's upgrade: nothing to do
     finally:
         database.dispose()

@@ -38,7 +38,7 @@ def store(db: Database, evaluator, key_id: str, payload: dict) -> dict:
     result = evaluator.evaluate(payload)
     save_evaluation(db, evaluation_id=result["evaluation_id"], external_id=result["external_id"],
                     policy_id=result["policy"]["id"], policy_version=result["policy"]["version"],
-                    key_id=key_id, case_json=json.dumps(payload), result_json=json.dumps(result))
+                    key_id=key_id, organization="default", case_json=json.dumps(payload), result_json=json.dumps(result))
     return result
 
 

@@ -30,8 +30,8 @@ def database_key(database) -> str:
     return create_key(database, "intake")[0]
 
 
-def intake(database) -> str:
-    return create_key(database, "intake")[1]
+def intake(database, organization: str = "default") -> str:
+    return create_key(database, "intake", organization=organization)[1]
 
 
 def test_the_first_submission_opens_a_request_and_later_ones_resubmit_it(client, intake_key, database):
@@ -94,7 +94,8 @@ def test_a_cds_hooks_answer_opens_no_request(cds, database):  # noqa: F811
     with database.session() as session:
         assert session.scalar(select(Evaluation.request_id).where(Evaluation.id == evaluation_id)) is None
         assert session.scalar(select(func.count()).select_from(Request)) == 0
-    stored = cds.get(f"/v1/evaluations/{evaluation_id}", headers={"X-API-Key": intake(database)})
+    # Read by an intake key of the EHR's organization (the CDS client's: its iss), whose evaluation it is.
+    stored = cds.get(f"/v1/evaluations/{evaluation_id}", headers={"X-API-Key": intake(database, cds.signer.issuer)})
     assert stored.json()["request_id"] is None
 
 
@@ -163,7 +164,8 @@ def test_first_submissions_made_at_once_open_one_request(database, evaluator, id
         claim = IdempotencyClaim(key_id, f"k-{n}", f"{n:064x}") if idempotent else None
         barrier.wait()
         try:
-            evaluate_and_store(evaluator, (database, other_worker)[n % 2], case("RACE-1", nrs=n % 10), key_id, claim)
+            evaluate_and_store(evaluator, (database, other_worker)[n % 2], case("RACE-1", nrs=n % 10), key_id, claim,
+                               organization="default")
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 

@@ -97,7 +97,7 @@ def test_a_later_submission_joins_the_request_the_migration_made(old_database, e
             "created_at": moment}])
     old_database.migrate()
 
-    evaluation_id, _ = evaluate_and_store(evaluator, old_database, FULL_CASE, "0123456789abcdef")
+    evaluation_id, _ = evaluate_and_store(evaluator, old_database, FULL_CASE, "0123456789abcdef", organization="default")
 
     with old_database.session() as session:
         owners = dict(session.execute(select(Evaluation.id, Evaluation.request_id)).all())

@@ -147,17 +147,9 @@ def test_the_database_refuses_to_change_or_remove_a_note(client, database, revie
 
 
 def test_migration_0002_review_downgrades_cleanly_and_upgrades_again(client, database, reviewer_key, evaluation_id):
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect
 
-    from service.store.database import MIGRATIONS_DIR
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0001")
+    database.migrate("0001", down=True)
     assert not {"review_sessions", "review_notes"} & set(inspect(database.engine).get_table_names())
 
     database.migrate()

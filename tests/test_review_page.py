@@ -281,7 +281,7 @@ def test_search_pages_newest_first(signed_in, database, intake_key, evaluator, f
         result = evaluator.evaluate(full_case)
         save_evaluation(
             database, evaluation_id=result["evaluation_id"], external_id="PAGED-1", policy_id=POLICY_ID,
-            policy_version="1.0.0", key_id=key_id, case_json=json.dumps(full_case), result_json=json.dumps(result),
+            policy_version="1.0.0", key_id=key_id, organization="default", case_json=json.dumps(full_case), result_json=json.dumps(result),
         )
         ids.append(result["evaluation_id"])
     newest_first = ids[::-1]
@@ -375,7 +375,7 @@ def test_fhir_sources_other_evidence_and_flags_present_are_shown_when_the_result
     next(f for f in result["flags"] if f["id"] == "TRIAL-AGE")["status"] = "present"
     save_evaluation(
         database, evaluation_id=result["evaluation_id"], external_id=result["external_id"], policy_id=POLICY_ID,
-        policy_version="1.0.0", key_id=intake_key.split("_")[1], case_json="{}", result_json=json.dumps(result),
+        policy_version="1.0.0", key_id=intake_key.split("_")[1], organization="default", case_json="{}", result_json=json.dumps(result),
     )
 
     text = text_of(signed_in.get(f"/review/evaluations/{result['evaluation_id']}"))
@@ -400,7 +400,8 @@ def test_answers_their_origin_conflicts_with_the_chart_and_values_not_read_are_s
                                "note": "Dated after the service date 2026-12-01: not read for Back pain NRS."}]
     save_evaluation(
         database, evaluation_id=result["evaluation_id"], external_id=result["external_id"], policy_id=POLICY_ID,
-        policy_version="1.0.0", key_id=intake_key.split("_")[1], case_json="{}", result_json=json.dumps(result),
+        policy_version="1.0.0", key_id=intake_key.split("_")[1], organization="default", case_json="{}",
+        result_json=json.dumps(result),
     )
 
     text = re.sub(r"\s+", " ", text_of(signed_in.get(f"/review/evaluations/{result['evaluation_id']}")))

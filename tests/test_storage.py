@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.store.keys import create_key
 from service.store.database import Database
+from api_fixtures import EVERY_ORGANIZATION
 from service.store.evaluations import get_evaluation_result, list_evaluation_results, save_evaluation
 from service.store.tables import Base, Evaluation
 
@@ -18,6 +19,7 @@ def store(db, evaluation_id, external_id, key_id, result_json=None):
         policy_id="isass-2023-restorative-neurostimulation",
         policy_version="1.0.0",
         key_id=key_id,
+        organization="default",
         case_json=f'{{"external_id":"{external_id}"}}',
         result_json=result_json or f'{{"evaluation_id":"{evaluation_id}"}}',
     )
@@ -38,7 +40,7 @@ def test_migrating_again_changes_nothing(database, key_id):
 
     database.migrate()
 
-    assert get_evaluation_result(database, "e-1") == '{"evaluation_id":"e-1"}'
+    assert get_evaluation_result(database, EVERY_ORGANIZATION, "e-1") == '{"evaluation_id":"e-1"}'
 
 
 def test_stored_result_text_comes_back_byte_for_byte(database, key_id):
@@ -46,12 +48,12 @@ def test_stored_result_text_comes_back_byte_for_byte(database, key_id):
 
     store(database, "e-1", "Zoë", key_id, result_json)
 
-    assert get_evaluation_result(database, "e-1") == result_json
+    assert get_evaluation_result(database, EVERY_ORGANIZATION, "e-1") == result_json
 
 
 def test_unknown_ids_have_no_result(database):
-    assert get_evaluation_result(database, "no-such-evaluation") is None
-    assert get_evaluation_result(database, "nul\x00inside") is None
+    assert get_evaluation_result(database, EVERY_ORGANIZATION, "no-such-evaluation") is None
+    assert get_evaluation_result(database, EVERY_ORGANIZATION, "nul\x00inside") is None
 
 
 def test_results_for_an_external_id_come_newest_first(database, key_id):
@@ -60,13 +62,13 @@ def test_results_for_an_external_id_come_newest_first(database, key_id):
         store(database, evaluation_id, "X-1", key_id)
     store(database, "other", "X-2", key_id)
 
-    assert list_evaluation_results(database, "X-1").results == [
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, "X-1").results == [
         '{"evaluation_id":"e-a"}',
         '{"evaluation_id":"e-b"}',
         '{"evaluation_id":"e-c"}',
     ]
-    assert list_evaluation_results(database, "X-404").results == []
-    assert list_evaluation_results(database, "X\x001").results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, "X-404").results == []
+    assert list_evaluation_results(database, EVERY_ORGANIZATION, "X\x001").results == []
 
 
 def test_a_stored_evaluation_cannot_be_overwritten(database, key_id):
@@ -75,7 +77,7 @@ def test_a_stored_evaluation_cannot_be_overwritten(database, key_id):
     with pytest.raises(IntegrityError):
         store(database, "e-1", "X-1", key_id, '{"second":true}')
 
-    assert get_evaluation_result(database, "e-1") == '{"first":true}'
+    assert get_evaluation_result(database, EVERY_ORGANIZATION, "e-1") == '{"first":true}'
 
 
 def test_every_evaluation_names_a_real_key(database):

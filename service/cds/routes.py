@@ -21,6 +21,7 @@ from service.cds.bounded_json import MAX_DEPTH, too_deep
 from service.cds.request import HookError, parse_request
 from service.cds.store import client_key, client_key_id, remember_token_id, save_feedback
 from service.evaluations.submit import evaluate_and_store
+from service.web.audit import audited
 from service.errors import InvalidInput, field_path
 from service.json_input import parse_json
 from service.fhir.intake import FhirCase, case_from_resources
@@ -143,6 +144,7 @@ async def discover(request: Request) -> dict[str, Any]:
 @router.post(
     "/{service_id}",
     summary="A CDS Hooks call (order-sign, order-select); answers with Da Vinci CRD coverage information",
+    dependencies=[audited("create", "evaluation")],
 )
 async def call_service(service_id: str, request: Request, key_id: CdsClient) -> JSONResponse:
     service = _service(request, service_id)
@@ -181,7 +183,8 @@ def _hook_context(request: Request, key_id: str) -> hooks.HookContext:
 
     def store(payload: dict[str, Any], provenance: Any, claim: IdempotencyClaim) -> dict[str, Any] | None:
         # An answer to the ordering clinician, not a prior-authorization request: it opens none.
-        stored = evaluate_and_store(evaluator, database, payload, key_id, claim, provenance, opens_request=False)
+        stored = evaluate_and_store(evaluator, database, payload, key_id, claim, provenance, opens_request=False,
+                                    organization=request.state.organization)
         return json.loads(stored[1]) if stored is not None else None
 
     def previous(claim: IdempotencyClaim) -> dict[str, Any] | None:

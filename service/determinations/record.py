@@ -32,6 +32,7 @@ from service.store.determinations import CLOSING, OUTCOMES, Determination, deter
 from service.store.keys import KeyRecord
 from service.store.requests import Request
 from service.store.tables import Evaluation, storable, utc_now
+from service.store.tenancy import Caller, visible_to
 
 MIN_DENIAL_REASON = 30
 MAX_REASON = 10_000
@@ -142,14 +143,15 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def list_determinations(db: Database, request_id: str, *, organization: str | None = None) -> list[dict[str, Any]]:
-    """A request's determinations, oldest first; NotFound for an unknown request (or, with
-    ``organization``, another organization's)."""
+def list_determinations(db: Database, request_id: str, caller: Caller) -> list[dict[str, Any]]:
+    """A request's determinations, oldest first; NotFound for an unknown request, or one that
+    ``caller`` may not read (``store/tenancy.py``)."""
     if not storable(request_id):
         raise NotFound(NO_SUCH_REQUEST)
     with db.session() as session:
-        owner = session.scalar(select(Request.organization).where(Request.id == request_id))
-        if owner is None or (organization is not None and owner != organization):
+        owner = session.scalar(visible_to(caller, select(Request.id).where(Request.id == request_id),
+                                          Request.organization))
+        if owner is None:
             raise NotFound(NO_SUCH_REQUEST)
         rows = session.scalars(select(Determination).where(Determination.request_id == request_id)
                                .order_by(Determination.recorded_at, Determination.id))

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from service.audit.record import Access
 from service.engine.evaluation import Evaluator
 from service.evaluations.bundle import outcome_errors
 from service.evaluations.submit import continued_case, evaluate_and_store
@@ -32,6 +33,7 @@ from service.fhir.pas.response import pended_response
 from service.requests.grouping import DueClock
 from service.requests.ids import request_id
 from service.store.database import Database
+from service.store.keys import KeyRecord
 from service.store.requests import Request
 
 
@@ -51,20 +53,21 @@ def orders_of(evaluator: Evaluator) -> dict[str, list[tuple[str, str]]]:
             for policy, versions in evaluator.catalog.versions.items()}
 
 
-def submit_claim(evaluator: Evaluator, db: Database, body: bytes, key_id: str, *, organization: str | None = None,
-                 clock: DueClock | None = None, now: datetime.datetime | None = None) -> Submitted:
-    """Check, read, evaluate, store (opening or resubmitting the request of ``organization``,
-    default the key's), answer; the answer may be sent once this returns."""
+def submit_claim(evaluator: Evaluator, db: Database, body: bytes, submitter: KeyRecord, *,
+                 clock: DueClock | None = None, now: datetime.datetime | None = None,
+                 audit: Access | None = None) -> Submitted:
+    """Check, read, evaluate, store (opening or resubmitting the request of the submitter's
+    organization, with ``audit``'s record), answer; the answer may be sent once this returns."""
     bundle = read_json(body)  # 400 when it does not parse
     request = read_request(bundle)
     choice = choose_policy(request.items, orders_of(evaluator), evaluator.catalog.default_policy)
     try:
-        base, earlier = continued_case(db, bundle)
+        base, earlier = continued_case(db, submitter, bundle)
         read = read_case(request, evaluator.dictionary, policy=choice.policy, sequences=choice.sequences, base=base)
         with outcome_errors(read):
-            stored = evaluate_and_store(evaluator, db, read.case, key_id,
+            stored = evaluate_and_store(evaluator, db, read.case, submitter.id,
                                         provenance={**earlier, **read.fhir.provenance}, notes=read.fhir.notes,
-                                        organization=organization, clock=clock)
+                                        organization=submitter.organization, audit=audit, clock=clock)
     except OperationOutcomeError as error:
         raise OperationOutcomeError(error.issues, MALFORMED) from None
     assert stored is not None  # only an Idempotency-Key claimed first stores nothing

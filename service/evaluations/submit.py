@@ -3,10 +3,14 @@ CDS Hooks, and the FHIR operations). The caller may acknowledge only after a sto
 
 Every stored evaluation opens or resubmits its request (``service.requests.grouping``) in the
 same transaction, and its result names it (``request_id``), except where the caller says it
-opens none (``opens_request=False``: CDS Hooks answers to an ordering clinician). Keywords every
-function here takes after the key id:
+opens none (``opens_request=False``: CDS Hooks answers to an ordering clinician). Every result
+also names its submitter's organization (``"submitter": {"organization": …}``), which decides
+who may read it; and the request's audit record, when it has one, is committed with the
+evaluation (the same group commit or transaction), so neither is stored without the other.
+Keywords every function here takes after the key id:
 
-- ``organization``: the submitter's organization (default: ``submitter_organization(key_id)``);
+- ``organization`` (required): the submitter's organization (a key's, a CDS Hooks client's);
+- ``audit``: the request's audit record in the making (``service.audit.record.Access``), if any;
 - ``opens_request``: False for an evaluation that is no request (its ``request_id`` is null);
 - ``clock``: the due-time clock (default: from the environment; the app passes its settings').
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from service.audit.record import Access
 from service.engine.evaluation import Evaluator
 from service.evaluations.bundle import evidence_sources, outcome_errors, read_bundle
 from service.fhir.intake import continued_evaluation
@@ -27,77 +32,98 @@ from service.requests.grouping import (
     case_priority,
     request_of_result,
     request_row,
-    submitter_organization,
     with_request_id,
 )
 from service.store.database import Database
 from service.store.evaluations import evaluation_row, get_evaluation_case, get_evaluation_result, save_rows
 from service.store.idempotency import IdempotencyClaim
+from service.store.keys import KeyRecord
+
+CREATED = 201
 
 
-def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, key_id: str,
-                              query: dict[str, str | None],
-                              idempotency: IdempotencyClaim | None = None, **request: Any) -> tuple[str, str] | None:
+def evaluate_bundle_and_store(evaluator: Evaluator, db: Database, body: bytes, submitter: KeyRecord,
+                              query: dict[str, str | None], idempotency: IdempotencyClaim | None = None,
+                              audit: Access | None = None, **request: Any) -> tuple[str, bytes] | None:
     """A FHIR Bundle's evaluation; the case stored is the plain case read from it, so it can be
-    evaluated again (``rules impact``) without FHIR."""
+    evaluated again (``rules impact``) without FHIR. Answers to an evaluation's questionnaire
+    continue that evaluation's case, if ``submitter`` may read it: another organization's
+    evaluation is as unknown as one never stored (404)."""
     bundle = read_json(body)
-    base, earlier = continued_case(db, bundle)
+    base, earlier = continued_case(db, submitter, bundle)
     read = read_bundle(evaluator, bundle, base=base, **query)
     with outcome_errors(read):
-        return evaluate_and_store(evaluator, db, read.case, key_id, idempotency, {**earlier, **read.fhir.provenance},
-                                  notes=read.fhir.notes, **request)
+        return evaluate_and_store(evaluator, db, read.case, submitter.id, idempotency,
+                                  {**earlier, **read.fhir.provenance}, notes=read.fhir.notes,
+                                  organization=submitter.organization, audit=audit, **request)
 
 
-def continued_case(db: Database, bundle: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def continued_case(db: Database, submitter: KeyRecord, bundle: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """When a QuestionnaireResponse of the Bundle answers an evaluation's questionnaire: that
     evaluation's stored case (the Bundle's values complete it) and the FHIR sources of its evidence
-    (so values taken from it keep citing where they came from); else ``(None, {})``."""
+    (so values taken from it keep citing where they came from); else ``(None, {})``. Another
+    organization's evaluation is as unknown to ``submitter`` as one never stored (404)."""
     continued = continued_evaluation(bundle)
     if continued is None:
         return None, {}
-    base_json = get_evaluation_case(db, continued)
-    if base_json is None:
+    base_json = get_evaluation_case(db, submitter, continued)
+    result_json = get_evaluation_result(db, submitter, continued)
+    if base_json is None or result_json is None:
         raise OperationOutcomeError.one("not-found", "The QuestionnaireResponse answers the questionnaire of "
-                                        "an evaluation this service does not hold.")
-    return json.loads(base_json), evidence_sources(json.loads(get_evaluation_result(db, continued)))
+                                        "an evaluation this service does not hold.", status=404)
+    return json.loads(base_json), evidence_sources(json.loads(result_json))
 
 
 def evaluate_and_store(
     evaluator: Evaluator, db: Database, payload: Any, key_id: str,
     idempotency: IdempotencyClaim | None = None, provenance: dict[str, Any] | None = None,
     notes: list[dict[str, Any]] | None = None, *,
-    organization: str | None = None, opens_request: bool = True, clock: DueClock | None = None,
+    organization: str, audit: Access | None = None, opens_request: bool = True, clock: DueClock | None = None,
 ) -> tuple[str, bytes] | None:
-    """Evaluate, serialize once, commit (with its request's row); the caller may acknowledge only
-    after this returns. The evaluation's id and result JSON; None, nothing stored, when another
-    request claimed the same Idempotency-Key first. ``notes`` (what the FHIR intake did not read,
-    and conflicts between answers and the chart) go into the result as ``intake_notes``."""
+    """Evaluate, serialize once, commit (with its request's row and ``audit``'s record); the
+    caller may acknowledge only after this returns. The evaluation's id and result JSON; None,
+    nothing stored, when another request claimed the same Idempotency-Key first. ``notes`` (what
+    the FHIR intake did not read, and conflicts between answers and the chart) go into the result
+    as ``intake_notes``."""
     result = evaluator.evaluate(payload, provenance=provenance)
     if notes:
         result["intake_notes"] = notes
     rows, result_json = _submission(db, result, payload, key_id, organization, opens_request, clock)
-    saved = save_rows(db, rows, idempotency)
-    return (result["evaluation_id"], result_json) if saved else None
-
-
-async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str, *,
-                              organization: str | None = None, clock: DueClock | None = None) -> tuple[str, bytes]:
-    """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
-    less than a hand-off to a thread, and the group commit is awaited without blocking."""
-    result = evaluator.evaluate(payload)
-    rows, result_json = _submission(db, result, payload, key_id, organization, True, clock)
-    await db.writer.commit_async(rows)
+    if not save_rows(db, rows, idempotency, _audit_rows(audit, result)):
+        return None
+    if audit is not None:
+        audit.committed()
     return result["evaluation_id"], result_json
 
 
-def _submission(db: Database, result: dict[str, Any], payload: Any, key_id: str, organization: str | None,
+async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str, *,
+                              organization: str, audit: Access | None = None,
+                              clock: DueClock | None = None) -> tuple[str, bytes]:
+    """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
+    less than a hand-off to a thread, and the group commit (the request's and the evaluation's
+    rows and its audit record, in the same batch) is awaited without blocking."""
+    result = evaluator.evaluate(payload)
+    rows, result_json = _submission(db, result, payload, key_id, organization, True, clock)
+    await db.writer.commit_async([*rows, *_audit_rows(audit, result)])
+    if audit is not None:
+        audit.committed()
+    return result["evaluation_id"], result_json
+
+
+def _audit_rows(audit: Access | None, result: dict[str, Any]) -> list[Any]:
+    if audit is None:
+        return []
+    audit.resource_id = result["evaluation_id"]
+    return list(audit.rows(CREATED))
+
+
+def _submission(db: Database, result: dict[str, Any], payload: Any, key_id: str, organization: str,
                 opens_request: bool, clock: DueClock | None) -> tuple[list, bytes]:
     """The rows to commit, parents first (the request's, then the evaluation's: the result as
-    returned, naming its request, and the case as received), and the result's JSON."""
-    rid = None
-    if opens_request:
-        organization = organization or submitter_organization(key_id)
-        rid = request_of_result(db, result, organization)
+    returned, naming its request and its submitter, and the case as received), and the result's
+    JSON."""
+    rid = request_of_result(db, result, organization) if opens_request else None
+    result["submitter"] = {"organization": organization}
     result_json = json_bytes(with_request_id(result, rid))
     evaluation = evaluation_row(
         evaluation_id=result["evaluation_id"],
@@ -105,6 +131,7 @@ def _submission(db: Database, result: dict[str, Any], payload: Any, key_id: str,
         policy_id=result["policy"]["id"],
         policy_version=result["policy"]["version"],
         key_id=key_id,
+        organization=organization,
         case_json=json_bytes(payload).decode(),
         result_json=result_json.decode(),
         request_id=rid,

@@ -24,8 +24,8 @@ from service.fhir.parse import read_json
 from service.fhir.pas.decision import Determination, pended_or_decided
 from service.fhir.pas.request import read_request
 from service.fhir_api.routing import FHIR_ANSWER, fhir_answer, fhir_router
-from service.requests.grouping import submitter_organization
 from service.store.database import Database
+from service.web.audit import audited
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
 
 router = fhir_router()
@@ -39,6 +39,7 @@ _BUNDLE_BODY = {"requestBody": {"required": True, "content": {FHIR_JSON: {"schem
     "/Claim/$inquire",
     summary="Da Vinci PAS: the current answer to a request (pended until a reviewer decides)",
     openapi_extra=_BUNDLE_BODY,
+    dependencies=[audited("read", "request")],
     responses={200: {"description": "A PAS inquiry response Bundle (in Parameters for PAS 2.2.0)", **FHIR_ANSWER},
                400: {"description": "A malformed inquiry (one OperationOutcome)", **FHIR_ANSWER},
                404: {"description": "No request of the caller's organization has this identifier", **FHIR_ANSWER},
@@ -46,7 +47,7 @@ _BUNDLE_BODY = {"requestBody": {"required": True, "content": {FHIR_JSON: {"schem
 )
 async def inquire(request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep) -> Response:
     body = await request.body()
-    return fhir_answer(await run_in_threadpool(inquire_claim, evaluator, db, body, submitter_organization(key.id)))
+    return fhir_answer(await run_in_threadpool(inquire_claim, evaluator, db, body, key.organization))
 
 
 def inquire_claim(evaluator: Evaluator, db: Database, body: bytes, organization: str,

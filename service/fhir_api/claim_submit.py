@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.evaluations.pas import submit_claim
 from service.fhir.outcome import FHIR_JSON
 from service.fhir_api.routing import FHIR_ANSWER, fhir_answer, fhir_router
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
 
 router = fhir_router()
@@ -25,6 +26,7 @@ _BUNDLE_BODY = {"requestBody": {"required": True, "content": {FHIR_JSON: {"schem
     "/Claim/$submit",
     summary="Da Vinci PAS: submit a prior-authorization request; answered pended (X12 306 A4)",
     openapi_extra=_BUNDLE_BODY,
+    dependencies=[audited("create", "evaluation")],
     responses={200: {"description": "A PAS response Bundle, ClaimResponse first", **FHIR_ANSWER},
                400: {"description": "A malformed request (one OperationOutcome); nothing stored", **FHIR_ANSWER},
                413: {"description": "The body is over the size limit", **FHIR_ANSWER},
@@ -32,5 +34,6 @@ _BUNDLE_BODY = {"requestBody": {"required": True, "content": {FHIR_JSON: {"schem
 )
 async def submit(request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep) -> Response:
     body = await request.body()
-    submitted = await run_in_threadpool(submit_claim, evaluator, db, body, key.id, clock=request.app.state.due_clock)
+    submitted = await run_in_threadpool(submit_claim, evaluator, db, body, key, clock=request.app.state.due_clock,
+                                        audit=audit_of(request))
     return fhir_answer(submitted.answer)

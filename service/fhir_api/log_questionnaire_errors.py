@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
 from service.fhir_api.questionnaire_errors import list_errors, save_error
 from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router
+from service.web.audit import audited
 from service.web.dependencies import DatabaseDep, IntakeKey, ReviewerKey
 
 router = fhir_router()
@@ -25,8 +26,10 @@ _QUESTIONNAIRE = {"questionnaire"}
 _OUTCOME = {"outcome", "operationoutcome"}
 
 
+# The errors are about a questionnaire, which may be an evaluation's (its id in the canonical).
 @router.post(PATH, openapi_extra=FHIR_BODY, responses={200: FHIR_ANSWER, 400: FHIR_ANSWER},
-             summary="DTR $log-questionnaire-errors: store the errors a client met with a questionnaire")
+             summary="DTR $log-questionnaire-errors: store the errors a client met with a questionnaire",
+             dependencies=[audited("create", "questionnaire")])
 async def log_questionnaire_errors(request: Request, key: IntakeKey, db: DatabaseDep) -> Response:
     canonical, outcome = _read(await fhir_body(request))
     url, _, version = canonical.partition("|")
@@ -60,7 +63,8 @@ def _read(body: Any) -> tuple[str, dict[str, Any]]:
 
 
 @router.get(PATH, responses={200: FHIR_ANSWER},
-            summary="The errors logged against a questionnaire, per version (newest first)")
+            summary="The errors logged against a questionnaire, per version (newest first)",
+            dependencies=[audited("search", "questionnaire")])
 async def list_questionnaire_errors(
     _key: ReviewerKey, db: DatabaseDep,
     questionnaire: Annotated[str, Query(min_length=1, max_length=2200,

@@ -29,22 +29,27 @@ from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
 from service.fhir.questionnaire import missing_fields
 from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router, service_root
 from service.store.evaluations import get_evaluation_result
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
 
 router = fhir_router()
+_AUDITED = [audited("read", "questionnaire")]  # the evaluation named by context: resource_id, once read
 _DOC = dict(summary="DTR $questionnaire-package: the questionnaire, its CQL library and value sets",
-            openapi_extra=FHIR_BODY, responses={200: FHIR_ANSWER, 400: FHIR_ANSWER, 404: FHIR_ANSWER, 422: FHIR_ANSWER})
+            openapi_extra=FHIR_BODY, responses={200: FHIR_ANSWER, 400: FHIR_ANSWER, 404: FHIR_ANSWER, 422: FHIR_ANSWER},
+            dependencies=_AUDITED)
 
 
 @router.post("/Questionnaire/$questionnaire-package", **_DOC)
-@router.post("/Questionnaire/$questionnaire-package/", include_in_schema=False)  # as the Inferno DTR kit calls it
+@router.post("/Questionnaire/$questionnaire-package/", include_in_schema=False,  # as the Inferno DTR kit calls it
+             dependencies=_AUDITED)
 @router.post("/$questionnaire-package", **_DOC)
-async def questionnaire_package(request: Request, _key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep) -> Response:
+async def questionnaire_package(request: Request, key: IntakeKey, db: DatabaseDep, evaluator: EvaluatorDep) -> Response:
     ask = read_request(await fhir_body(request))
     root = service_root(request)
     context = ask.context or _context_of(ask.questionnaires, root)
     if context is not None:
-        stored = await run_in_threadpool(get_evaluation_result, db, context)
+        audit_of(request).resource_id = context
+        stored = await run_in_threadpool(get_evaluation_result, db, key, context)
         if stored is None:
             raise OperationOutcomeError.one("not-found", "The context names no evaluation this service holds "
                                             "(expected a CRD coverage-assertion-id or an evaluation id).",

@@ -15,12 +15,16 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from service.audit.record import Access
+
 from service.evaluations.bundle import evidence_sources, outcome_errors, read_bundle
 from service.evaluations.submit import evaluate_and_store
 from service.fhir.dtr.responses import Submission, flag_replaced_values, read_submission
 from service.fhir.outcome import Issue, OperationOutcomeError, operation_outcome
 from service.fhir_api.routing import FHIR_ANSWER, FHIR_BODY, fhir_answer, fhir_body, fhir_router
 from service.store.evaluations import get_evaluation_case, get_evaluation_result
+from service.store.keys import KeyRecord
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey
 
 router = fhir_router()
@@ -28,11 +32,12 @@ router = fhir_router()
 
 @router.post("/QuestionnaireResponse", status_code=201, openapi_extra=FHIR_BODY,
              summary="A completed DTR QuestionnaireResponse: its answers complete the evaluation it names",
-             responses={201: FHIR_ANSWER, 400: FHIR_ANSWER, 404: FHIR_ANSWER, 422: FHIR_ANSWER})
+             responses={201: FHIR_ANSWER, 400: FHIR_ANSWER, 404: FHIR_ANSWER, 422: FHIR_ANSWER},
+             dependencies=[audited("create", "evaluation")])
 async def create_questionnaire_response(request: Request, key: IntakeKey, db: DatabaseDep,
                                         evaluator: EvaluatorDep) -> Response:
     submission = read_submission(await fhir_body(request))
-    stored = await run_in_threadpool(_evaluate, evaluator, db, submission, key.id)
+    stored = await run_in_threadpool(_evaluate, evaluator, db, submission, key, audit_of(request))
     evaluation_id, result = stored
     summary = result["summary"]
     missing = result.get("missing_information", [])
@@ -45,9 +50,10 @@ async def create_questionnaire_response(request: Request, key: IntakeKey, db: Da
     return response
 
 
-def _evaluate(evaluator: Any, db: Any, submission: Submission, key_id: str) -> tuple[str, dict[str, Any]]:
-    case_json = get_evaluation_case(db, submission.evaluation_id)  # the store's read: where tenancy is checked
-    result_json = get_evaluation_result(db, submission.evaluation_id)
+def _evaluate(evaluator: Any, db: Any, submission: Submission, key: KeyRecord,
+              audit: Access) -> tuple[str, dict[str, Any]]:
+    case_json = get_evaluation_case(db, key, submission.evaluation_id)  # the store's read: where tenancy is checked
+    result_json = get_evaluation_result(db, key, submission.evaluation_id)
     if case_json is None or result_json is None:
         raise OperationOutcomeError.one("not-found", f"The context names evaluation {submission.evaluation_id!r}, "
                                         "which this service does not hold.", submission.where, status=404)
@@ -63,8 +69,9 @@ def _evaluate(evaluator: Any, db: Any, submission: Submission, key_id: str) -> t
                                         "answers nothing this evaluation asks.", f"{submission.where}.item")
     flag_replaced_values(base, evidence_sources(earlier), read, evaluator.dictionary)
     with outcome_errors(read):
-        stored = evaluate_and_store(evaluator, db, read.case, key_id, None,
-                                    {**evidence_sources(earlier), **read.fhir.provenance}, notes=read.fhir.notes)
+        stored = evaluate_and_store(evaluator, db, read.case, key.id, None,
+                                    {**evidence_sources(earlier), **read.fhir.provenance}, notes=read.fhir.notes,
+                                    organization=key.organization, audit=audit)
     if stored is None:  # only an Idempotency-Key claimed elsewhere gives None, and none is used here
         raise RuntimeError("the evaluation was not stored")
     return stored[0], json.loads(stored[1])

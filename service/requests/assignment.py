@@ -15,16 +15,18 @@ from service.errors import Conflict, NotFound
 from service.requests.people import name_column
 from service.requests.queue import get_request
 from service.store.database import Database
+from service.store.keys import KeyRecord
 from service.store.requests import Request
 from service.store.tables import ApiKey, storable, utc_now
 
 NO_SUCH_REQUEST = "No request with this id."
 
 
-def set_assignee(db: Database, request_id: str, assignee: str | None, *, by_key_id: str) -> dict[str, Any]:
-    """Assign the request to the reviewer ``by_key_id`` (``assignee`` = ``"me"``) or to nobody
-    (None); returns the request as :func:`~service.requests.queue.get_request` gives it.
+def set_assignee(db: Database, request_id: str, assignee: str | None, *, by: KeyRecord) -> dict[str, Any]:
+    """Assign the request to the reviewer ``by`` (``assignee`` = ``"me"``) or to nobody (None);
+    returns the request as :func:`~service.requests.queue.get_request` gives it to ``by``.
     NotFound for an unknown id; Conflict when another reviewer holds it."""
+    by_key_id = by.id
     if assignee not in ("me", None):
         raise ValueError("assignee must be 'me' or None")
     if not storable(request_id):
@@ -49,7 +51,7 @@ def set_assignee(db: Database, request_id: str, assignee: str | None, *, by_key_
                 .outerjoin(ApiKey, ApiKey.id == Request.assigned_key_id).where(Request.id == request_id)
             ).first()
     if changed:
-        return get_request(db, request_id)
+        return get_request(db, request_id, by)
     if holder is None:
         raise NotFound(NO_SUCH_REQUEST)
     raise Conflict(f"This request is assigned to {holder[1] or holder[0]}; they (or any reviewer) "

@@ -24,22 +24,7 @@ from service.store.database import Database
 from service.store.requests import request_upsert
 from service.requests.ids import request_id
 
-DEFAULT_ORGANIZATION = "default"
 DEFAULT_PRIORITY = "standard"
-
-
-def submitter_organization(key_id: str) -> str:
-    """The organization an API key submits for: the one place that says it. Every key belongs to
-    ``default`` until keys carry an organization (contract, "Organizations"); then this (or the
-    faces, passing ``organization=`` to ``evaluations.submit``) names the key's own."""
-    del key_id
-    return DEFAULT_ORGANIZATION
-
-
-def organization_scope(key: Any) -> str | None:
-    """The organization whose requests a key (a KeyRecord) may read: an intake key only its own;
-    reviewer (and auditor) keys every one (None)."""
-    return submitter_organization(key.id) if key.role == "intake" else None
 
 
 @dataclass(frozen=True)

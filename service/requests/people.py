@@ -1,12 +1,14 @@
 """How a key is named where people read it (queue assignees, determinations' reviewers).
 
-Keys carry a label today (``keys create --label``); the contract's ``--name`` (a reviewer's
-display name) arrives with organizations, and then wins over the label, here and only here.
+Keys carry a label (``keys create --label``) and may carry a name (``--name``, a reviewer's
+display name), which wins over the label, here and only here.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from sqlalchemy import func
 
 from service.store.tables import ApiKey
 
@@ -18,7 +20,7 @@ def display_name(key: Any) -> str | None:
 
 def name_column() -> Any:
     """The SQL expression of a key row's name for people (the rule of :func:`display_name`)."""
-    return ApiKey.label
+    return func.coalesce(ApiKey.name, ApiKey.label)
 
 
 def person(key_id: str | None, name: str | None) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@
 - :func:`list_queue`: requests most urgent first (``due_at`` ascending, then id), filtered
   (:class:`QueueFilter`), a page at a time with the one cursor pager;
 - :func:`get_request`: one request with its submissions (newest first) and determinations
-  (oldest first); scoped to an organization for intake keys (another one's id: None, a 404);
+  (oldest first), if the caller may read it (``store/tenancy.py``: another organization's id is
+  None, a 404, to an intake key);
 - :func:`request_of_evaluation`: the request an evaluation belongs to (None for CDS Hooks ones).
 
 Each request is a dict: ``request_id``, ``organization``, ``external_id``, ``policy``,
@@ -28,6 +29,7 @@ from service.requests.people import name_column, person
 from service.store.database import Database
 from service.store.determinations import Determination, determination_dict
 from service.store.paging import Page, soonest_first
+from service.store.tenancy import Caller, visible_to
 from service.store.requests import Request
 from service.store.tables import ApiKey, Evaluation, as_utc, iso_utc, storable, utc_now
 
@@ -88,16 +90,17 @@ def list_queue(db: Database, filters: QueueFilter, *, viewer_key_id: str, limit:
     return Page([_item(row, now, latest.get(row.id)) for row in page.results], page.next_cursor)
 
 
-def get_request(db: Database, request_id: str, *, organization: str | None = None,
+def get_request(db: Database, request_id: str, caller: Caller, *,
                 now: datetime.datetime | None = None) -> dict[str, Any] | None:
     """One request with ``evaluations`` (each submission: ``evaluation_id``, ``submission`` (1
     for the first), ``evaluated_at``, ``outcome``; newest first) and ``determinations`` (oldest
-    first). None when there is none, or when ``organization`` is given and it is another's."""
+    first). None when there is none that ``caller`` may read."""
     if not storable(request_id):
         return None
     with db.session() as session:
-        row = session.execute(_columns().where(Request.id == request_id)).first()
-        if row is None or (organization is not None and row.organization != organization):
+        row = session.execute(visible_to(caller, _columns().where(Request.id == request_id),
+                                         Request.organization)).first()
+        if row is None:
             return None
         submissions = session.execute(
             select(Evaluation.id, Evaluation.result_json).where(Evaluation.request_id == request_id)

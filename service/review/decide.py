@@ -18,6 +18,7 @@ from service.review.sessions import SESSION_COOKIE, csrf_matches
 from service.review.store import SignedIn, find_session, load_result
 from service.store.database import Database
 from service.review.workflow import determination_body, determination_draft
+from service.web.audit import audited
 from service.web.dependencies import DatabaseDep
 
 router = APIRouter(include_in_schema=False)  # under /review: pages.py includes it
@@ -32,7 +33,7 @@ NEWER_SUBMISSION = (
 )
 
 
-@router.post("/requests/{request_id}/determinations")
+@router.post("/requests/{request_id}/determinations", dependencies=[audited("create", "determination", "request_id")])
 async def decide(request: Request, request_id: str, db: DatabaseDep) -> Response:
     form = await request.form()
     evaluation_id = form.get("evaluation_id")
@@ -87,7 +88,7 @@ def pending_decision(form: Any) -> dict[str, Any] | None:
 def resume(request: Request, session: SignedIn | None, db: Database, pending: dict[str, Any]) -> Response:
     """Signed in again: the review with the determination as it was filled in, not recorded, for
     the reviewer to check (the attestation was given in a session that has ended) and record."""
-    result = load_result(db, pending["evaluation_id"])
+    result = load_result(db, session.key, pending["evaluation_id"]) if session is not None else None
     if session is None or result is None:
         return redirect(review_path(pending["evaluation_id"]))
     draft = {name: pending[name] for name in ("outcome", "reason", "criteria", "attestation", "amends")}

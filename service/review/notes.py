@@ -15,12 +15,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep, ReviewerKey
 from service.web.media import parse_json_body
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
 from service.errors import InvalidInput
 from service.review.store import MAX_NOTE_LENGTH, add_note, list_notes, load_result
 from service.store.database import Database
+from service.store.tenancy import Caller
 
 NO_STORE = {"Cache-Control": "no-store"}
 NOTE_INVALID = "The note is invalid."
@@ -69,17 +71,20 @@ router = APIRouter(
         }
     },
     responses={201: {"model": Note}, 422: {"model": InvalidRequestResponse}},
+    dependencies=[audited("create", "note", "evaluation_id")],
 )
 async def create_note(evaluation_id: str, request: Request, key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
     body = await request.body()
-    result = await run_in_threadpool(stored_result, db, evaluation_id)
+    result = await run_in_threadpool(stored_result, db, key, evaluation_id)
     payload = parse_json_body(request.headers.get("content-type"), body)
     try:
         note = NoteRequest.model_validate(payload)
     except ValidationError as error:
         raise InvalidInput.from_validation_error(error, detail=NOTE_INVALID) from None
     criterion, text = checked_note(result, note.criterion, note.text)
-    stored = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, key.id)
+    access = audit_of(request)
+    stored = await run_in_threadpool(add_note, db, evaluation_id, criterion, text, key.id, access.rows(201))
+    access.committed()
     return JSONResponse(
         stored, status_code=201, headers={**NO_STORE, "Location": f"{request.url.path}/{stored['id']}"}
     )
@@ -89,15 +94,16 @@ async def create_note(evaluation_id: str, request: Request, key: ReviewerKey, db
     "/{evaluation_id}/notes",
     summary="An evaluation's reviewer notes, oldest first (reviewer keys only)",
     response_model=NoteList,
+    dependencies=[audited("read", "note", "evaluation_id")],
 )
-def get_notes(evaluation_id: str, _key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
-    stored_result(db, evaluation_id)
+def get_notes(evaluation_id: str, key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
+    stored_result(db, key, evaluation_id)
     return JSONResponse({"evaluation_id": evaluation_id, "notes": list_notes(db, evaluation_id)}, headers=NO_STORE)
 
 
-def stored_result(db: Database, evaluation_id: str) -> dict[str, Any]:
-    """The stored result, parsed; 404 when there is none."""
-    result = load_result(db, evaluation_id)
+def stored_result(db: Database, caller: Caller, evaluation_id: str) -> dict[str, Any]:
+    """The stored result, parsed; 404 when there is none ``caller`` may read."""
+    result = load_result(db, caller, evaluation_id)
     if result is None:
         raise HTTPException(404, detail="No evaluation with this id.")
     return result

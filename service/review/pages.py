@@ -12,6 +12,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
+from service.audit.record import Access
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep
 from service.errors import InvalidInput
 from service.review import decide, queue
@@ -34,6 +36,7 @@ from service.store.paging import InvalidCursor
 from service.store.keys import authenticate
 
 PAGE_SIZE = 20
+SEE_OTHER = 303  # what a form's success answers: the page to see next
 MAX_EXTERNAL_ID_LENGTH = 128
 STALE_FORM = (
     "This form was opened in an earlier session, so the note was not added. It is kept below: "
@@ -55,12 +58,14 @@ def sign_in_form(request: Request, db: DatabaseDep, next: str | None = None) -> 
     return sign_in_page(request, safe_next(next))
 
 
-@router.post("/sign-in")
+@router.post("/sign-in", dependencies=[audited("sign-in", "page")])
 async def sign_in(request: Request, db: DatabaseDep) -> Response:
+    access = audit_of(request)
     form = await request.form()
     target = safe_next(form.get("next"))
     # A note or a determination typed in a session that had ended, carried through sign-in.
     pending = _pending_note(form) or decide.pending_decision(form)
+    access.action = "sign-in-failed"  # until a reviewer key has been accepted
     if not csrf_matches(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf_token")):
         return sign_in_page(
             request, target, 403, "The sign-in form had expired or came from elsewhere. Please try again.", pending
@@ -75,12 +80,15 @@ async def sign_in(request: Request, db: DatabaseDep) -> Response:
     key = await run_in_threadpool(authenticate, db, presented if isinstance(presented, str) else None)
     if key is None:
         return sign_in_page(request, target, 401, "That key was not accepted. Check it and try again.", pending)
+    request.state.key = key  # who tried, for the audit trail
     if not key.has_role("reviewer"):
         return sign_in_page(
-            request, target, 403, "This is an intake key: only reviewer keys can sign in to the review page.", pending
+            request, target, 403, f"This is an {key.role} key: only reviewer keys can sign in to the review page.",
+            pending,
         )
     await run_in_threadpool(close_session, db, request.cookies.get(SESSION_COOKIE))
     token = await run_in_threadpool(open_session, db, key.id)
+    access.action = "sign-in"
     request.state.key_id = key.id
     if pending is not None:
         session = await run_in_threadpool(find_session, db, token)
@@ -114,7 +122,7 @@ async def sign_out(request: Request, session: SignedInDep, db: DatabaseDep) -> R
 # --- search -----------------------------------------------------------------------------------
 
 
-@router.get("/evaluations")
+@router.get("/evaluations", dependencies=[audited("search", "evaluation")])
 def search(
     request: Request,
     session: SignedInDep,
@@ -129,10 +137,10 @@ def search(
         status = 422
     elif external_id:
         try:
-            found = list_evaluation_results(db, external_id, PAGE_SIZE, cursor)
+            found = list_evaluation_results(db, session.key, external_id, PAGE_SIZE, cursor)
         except InvalidCursor:
             context["error"] = "That page link is not valid any more; showing the newest evaluations."
-            found = list_evaluation_results(db, external_id, PAGE_SIZE)
+            found = list_evaluation_results(db, session.key, external_id, PAGE_SIZE)
         next_cursor = found.next_cursor
         context.update(
             results=[json.loads(result) for result in found.results],
@@ -150,7 +158,7 @@ def search(
 # --- the review summary and its notes ---------------------------------------------------------
 
 
-@router.get("/evaluations/{evaluation_id}")
+@router.get("/evaluations/{evaluation_id}", dependencies=[audited("read", "page", "evaluation_id")])
 def review(
     request: Request,
     evaluation_id: str,
@@ -163,7 +171,7 @@ def review(
     start_reason: bool = False,
     done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
-    result = load_result(db, evaluation_id)
+    result = load_result(db, session.key, evaluation_id)
     if result is None:
         return not_found(request, session)
     draft = {"criterion": note_on or "", "text": ""}
@@ -173,7 +181,7 @@ def review(
     )
 
 
-@router.post("/evaluations/{evaluation_id}/notes")
+@router.post("/evaluations/{evaluation_id}/notes", dependencies=[audited("create", "note", "evaluation_id")])
 async def add_note_from_form(request: Request, evaluation_id: str, db: DatabaseDep) -> Response:
     form = await request.form()
     draft = _draft(form.get("criterion"), form.get("text"))
@@ -184,13 +192,14 @@ async def add_note_from_form(request: Request, evaluation_id: str, db: DatabaseD
         pending = {"kind": "note", "evaluation_id": evaluation_id, **draft}
         return sign_in_page(request, review_path(evaluation_id), 401, None, pending)
     request.state.key_id = session.key_id
-    result = await run_in_threadpool(load_result, db, evaluation_id)
+    request.state.key = session.key
+    result = await run_in_threadpool(load_result, db, session.key, evaluation_id)
     if result is None:
         return not_found(request, session)
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):
         problems = {"form": STALE_FORM}
         return await run_in_threadpool(review_page, request, session, db, result, draft, problems, 403)
-    return await run_in_threadpool(_store_note, request, session, db, result, draft)
+    return await run_in_threadpool(_store_note, request, session, db, result, draft, audit_of(request))
 
 
 @router.get("/evaluations/{evaluation_id}/notes")
@@ -207,21 +216,26 @@ def stylesheet() -> Response:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _store_note(request: Request, session: SignedIn, db: Database, result: dict[str, Any], draft: dict[str, str]) -> Response:
-    """Check and append the note, then show it, confirmed, on the review; or the review again
-    with the note and what is wrong with it (focus moves to the message)."""
+def _store_note(request: Request, session: SignedIn, db: Database, result: dict[str, Any], draft: dict[str, str],
+                access: Access | None = None) -> Response:
+    """Check and append the note (with ``access``'s audit record, in its transaction), then show
+    it, confirmed, on the review; or the review again with the note and what is wrong with it
+    (focus moves to the message)."""
     try:
         criterion, text = checked_note(result, draft["criterion"] or None, draft["text"])
     except InvalidInput as error:
         problems = {e["field"]: e["message"] for e in error.errors}
         return review_page(request, session, db, result, draft, problems, 422)
-    note = add_note(db, result["evaluation_id"], criterion, text, session.key_id)
+    note = add_note(db, result["evaluation_id"], criterion, text, session.key_id,
+                    access.rows(SEE_OTHER) if access is not None else ())
+    if access is not None:
+        access.committed()
     # No fragment: a fragment target would stop the browser from moving focus to the confirmation.
     return redirect(f"{review_path(result['evaluation_id'])}?saved={note['id']}")
 
 
 def _add_pending_note(request: Request, session: SignedIn | None, db: Database, pending: dict[str, str]) -> Response:
-    result = load_result(db, pending["evaluation_id"])
+    result = load_result(db, session.key, pending["evaluation_id"]) if session is not None else None
     if session is None or result is None:
         return redirect(review_path(pending["evaluation_id"]))
     return _store_note(request, session, db, result, {"criterion": pending["criterion"], "text": pending["text"]})

@@ -21,6 +21,7 @@ from service.review.sessions import SignedInDep, csrf_matches, safe_next
 from service.review.store import load_result
 from service.review.workflow import request_context
 from service.store.paging import InvalidCursor
+from service.web.audit import audited
 from service.web.dependencies import DatabaseDep
 
 router = APIRouter(include_in_schema=False)  # under /review: pages.py includes it
@@ -34,7 +35,7 @@ CHOICES = {  # each filter's values as the form offers them; anything else is th
 }
 
 
-@router.get("/queue")
+@router.get("/queue", dependencies=[audited("search", "request")])
 def work_queue(request: Request, session: SignedInDep, db: DatabaseDep) -> Response:
     """Open requests, most urgent first, filtered as the form asks; 25 a page."""
     query = request.query_params
@@ -75,7 +76,7 @@ def work_queue(request: Request, session: SignedInDep, db: DatabaseDep) -> Respo
     return page(request, session, "queue.html", context)
 
 
-@router.post("/requests/{request_id}/assignee")
+@router.post("/requests/{request_id}/assignee", dependencies=[audited("create", "request", "request_id")])
 async def take_or_release(request: Request, request_id: str, session: SignedInDep, db: DatabaseDep) -> Response:
     """Take the request (``assignee=me``) or release it (empty), then back to the page the form was on."""
     form = await request.form()
@@ -102,14 +103,14 @@ def form_address_opened(request_id: str, session: SignedInDep, db: DatabaseDep) 
     return redirect(f"/review/evaluations/{found['latest_evaluation_id']}" if found else "/review/queue")
 
 
-@router.get("/evaluations/{evaluation_id}/changes")
+@router.get("/evaluations/{evaluation_id}/changes", dependencies=[audited("read", "evaluation", "evaluation_id")])
 def what_changed(request: Request, evaluation_id: str, session: SignedInDep, db: DatabaseDep) -> Response:
     """This submission against the previous one of its request: fields, criteria and flags that moved."""
-    result = load_result(db, evaluation_id)
+    result = load_result(db, session.key, evaluation_id)
     changes = evaluation_changes(db, evaluation_id) if result is not None else None
     if result is None or changes is None:
         return not_found(request, session)
-    previous = load_result(db, changes["previous_evaluation_id"]) if changes["previous_evaluation_id"] else None
+    previous = load_result(db, session.key, changes["previous_evaluation_id"]) if changes["previous_evaluation_id"] else None
     titles = {f["id"]: f.get("title", "") for f in (*(previous or {}).get("criteria", []), *(previous or {}).get("flags", []),
                                                     *result.get("criteria", []), *result.get("flags", []))}
     context = {

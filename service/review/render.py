@@ -22,6 +22,7 @@ from service.review.sessions import SIGN_IN_COOKIE, new_sign_in_token, set_cooki
 from service.review.store import SignedIn, list_notes, reviewer_names
 from service.review.workflow import determination_draft, request_context
 from service.store.database import Database
+from service.store.keys import KeyRecord
 from service.store.evaluations import get_evaluation_case
 from service.store.tables import utc_now
 
@@ -63,6 +64,7 @@ templates.env.filters.update(
 )
 templates.env.globals.update(
     status=words.status, outcome_words=words.OUTCOMES, short_outcomes=words.OUTCOMES_SHORT, reviewer=words.reviewer, priorities=words.PRIORITIES,
+    submitter=words.submitter,
     determination_words=words.DETERMINATIONS, time_left=lambda due_at: words.time_left(due_at, utc_now()),
 )
 
@@ -135,7 +137,7 @@ def review_page(
         "flags": words.flags_in_reading_order(result.get("flags", [])),
         "flag_groups": words.flags_by_status(result),
         "to_request": words.information_to_request(result),
-        "requested_service": words.requested_service(_stored_case(db, result["evaluation_id"])),
+        "requested_service": words.requested_service(_stored_case(db, session.key, result["evaluation_id"])),
         "notes_by_criterion": notes_by_criterion,
         "note_count": len(notes),
         "sources": sources,
@@ -174,8 +176,8 @@ def css_string(text: str) -> str:
     return "".join(ch if ch in safe else f"\\{ord(ch):06x}" for ch in text)
 
 
-def _stored_case(db: Database, evaluation_id: str) -> dict[str, Any]:
-    case_json = get_evaluation_case(db, evaluation_id)
+def _stored_case(db: Database, caller: KeyRecord, evaluation_id: str) -> dict[str, Any]:
+    case_json = get_evaluation_case(db, caller, evaluation_id)
     try:
         case = json.loads(case_json) if case_json else {}
     except ValueError:

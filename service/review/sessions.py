@@ -41,6 +41,7 @@ def signed_in(request: Request, db: DatabaseDep) -> SignedIn:
             headers={"Location": f"{COOKIE_PATH}?next={target}", "Cache-Control": "no-store"},
         )
     request.state.key_id = session.key_id  # for the access log
+    request.state.key = session.key  # and the audit trail
     return session
 
 

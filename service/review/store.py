@@ -16,8 +16,10 @@ from service.requests.people import display_name, name_column
 from service.review.words import iso
 from service.store.database import Database
 from service.store.evaluations import get_evaluation_result
+from service.store.group_commit import Rows
 from service.store.tables import ApiKey, Base, as_utc, storable, utc_now
 from service.store.keys import KeyRecord
+from service.store.tenancy import Caller
 
 SESSION_IDLE = datetime.timedelta(minutes=30)
 SESSION_LIFETIME = datetime.timedelta(hours=8)
@@ -60,7 +62,7 @@ class SignedIn:
     name: str | None
     csrf_token: str
     expires_at: datetime.datetime
-    key: KeyRecord  # the reviewer, as the backend's functions take them
+    key: KeyRecord  # the reviewer: the caller of the page's reads, as the backend's functions take them
 
     @property
     def reviewer(self) -> dict[str, str | None]:
@@ -103,7 +105,7 @@ def find_session(db: Database, token: str | None) -> SignedIn | None:
     if row is None:
         return None
     stored, key = row
-    caller = KeyRecord(key.id, key.role, key.label)
+    caller = KeyRecord(key.id, key.role, key.label, key.organization, key.name)
     if as_utc(stored.expires_at) <= now or key.revoked_at is not None or not caller.has_role("reviewer"):
         close_session(db, token)
         return None
@@ -132,14 +134,16 @@ def _digest(token: str) -> str:
 # --- evaluations and notes ---------------------------------------------------------------------
 
 
-def load_result(db: Database, evaluation_id: str) -> dict[str, Any] | None:
-    """A stored result, parsed; None when there is none."""
-    result_json = get_evaluation_result(db, evaluation_id)
+def load_result(db: Database, caller: Caller, evaluation_id: str) -> dict[str, Any] | None:
+    """A stored result, parsed; None when there is none ``caller`` may read."""
+    result_json = get_evaluation_result(db, caller, evaluation_id)
     return None if result_json is None else json.loads(result_json)
 
 
-def add_note(db: Database, evaluation_id: str, criterion: str | None, text: str, key_id: str) -> dict[str, Any]:
-    """Append a note (the caller has checked that the evaluation and criterion exist)."""
+def add_note(db: Database, evaluation_id: str, criterion: str | None, text: str, key_id: str,
+             also: Rows = ()) -> dict[str, Any]:
+    """Append a note (the caller has checked that the evaluation and criterion exist), with the
+    rows ``also`` given (the request's audit record) in the same transaction."""
     row = {
         "evaluation_id": evaluation_id,
         "criterion": criterion,
@@ -149,6 +153,8 @@ def add_note(db: Database, evaluation_id: str, criterion: str | None, text: str,
     }
     with db.write() as connection:
         note_id = connection.execute(insert(ReviewNote).returning(ReviewNote.id), row).scalar_one()
+        for table, other in also:
+            connection.execute(insert(table), other)
     return _note_dict(note_id, **row)
 
 

@@ -323,3 +323,7 @@ def reason_to_start_from(result: dict[str, Any], phrasing: ResultWords) -> str:
             f"Documented: {'; '.join(documented) or 'nothing'}. Source: {cited}."
         )
     return "\n\n".join(paragraphs)
+def submitter(result: dict[str, Any]) -> str:
+    """The organization that submitted an evaluation (results stored before organizations name none)."""
+    named = result.get("submitter")
+    return (named.get("organization") if isinstance(named, dict) else None) or "not recorded"

@@ -7,10 +7,12 @@
 - ``group_commit``: one writer thread committing every waiting evaluation together;
 - ``evaluations``: evaluations stored and read back byte for byte;
 - ``idempotency``: Idempotency-Key claims and records;
-- ``keys``: API keys;
+- ``keys``: API keys, their roles and organizations;
+- ``tenancy``: who may read what: the one filter every read of case data takes;
+- ``audit``: the audit trail's append-only table;
 - ``paging``: the one cursor pager.
 """
 
 # Every model joins Base.metadata on import, so that the schema the models describe is complete
 # whichever module a caller imports first (tests compare it with the migrations).
-from service.store import determinations, requests, tables  # noqa: F401
+from service.store import audit, determinations, requests, tables  # noqa: F401

@@ -178,15 +178,14 @@ class Database:
         finally:
             connection.close()  # back to the pool, which rolls back whatever was not committed
 
-    def migrate(self) -> None:
+    def migrate(self, revision: str = "head", *, down: bool = False) -> None:
         """Bring the schema up to the newest migration (one line of history: ``alembic heads``
-        shows one); safe to run at every start-up."""
+        shows one); safe to run at every start-up. ``down``: back to ``revision`` instead."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-        with self.engine.begin() as connection:
-            hold_migration_lock(connection)
+        with migration_connection(self.engine) as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            (command.downgrade if down else command.upgrade)(config, revision)
 
     def is_ready(self) -> bool:
         """Whether the database answers and holds the schema (any error means no, and is logged)."""
@@ -226,6 +225,30 @@ class _DriverSql:
         if self.positional:
             return tuple([values[name] for name in self.names])
         return values
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for migrations, committed when the block ends without error.
+
+    PostgreSQL: under an advisory lock shared by every server (:func:`hold_migration_lock`).
+    SQLite: with foreign keys off, as SQLite's own procedure for changing a table asks (a
+    migration may rebuild a table others refer to, and the pragma is ignored inside a
+    transaction, so it is set before); ``PRAGMA foreign_key_check`` must find nothing before the
+    commit, and the connection leaves the pool afterwards rather than go back without them."""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                hold_migration_lock(connection)
+                yield connection
+                if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").first()):
+                    raise RuntimeError(f"a migration left a row of {broken[0]} without the row it refers to")
+        finally:
+            if sqlite:
+                connection.invalidate()
 
 
 def hold_migration_lock(connection: Connection) -> None:

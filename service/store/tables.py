@@ -1,13 +1,14 @@
 """The shared tables (API keys, evaluations, Idempotency-Key records) and the clock they are
 written with; requests and determinations have modules of their own (``requests``,
-``determinations``). A face-only table may stay in its face (``cds/store.py``, ``review/store.py``);
+``determinations``). Keys and evaluations belong to an organization (migration
+``0008_organizations``). A face-only table may stay in its face (``cds/store.py``, ``review/store.py``);
 every model joins :data:`Base.metadata` on import (see ``store/__init__.py``)."""
 
 from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, MetaData, String, Text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -22,9 +23,14 @@ class Base(DeclarativeBase):
     )
 
 
+# Where keys made without ``--org``, and everything stored before organizations, belong.
+DEFAULT_ORGANIZATION = "default"
+ORGANIZATION_LENGTH = 128
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint("role IN ('intake', 'reviewer')", name="role"),)
+    __table_args__ = (CheckConstraint("role IN ('intake', 'reviewer', 'auditor')", name="role"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
@@ -32,10 +38,18 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    # A CDS Hooks client's row is made without one (cds/store.py): its organization is the
+    # clients file's, recorded on each evaluation it submits.
+    organization: Mapped[str] = mapped_column(String(ORGANIZATION_LENGTH),
+                                              server_default=text(f"'{DEFAULT_ORGANIZATION}'"))
+    name: Mapped[str | None] = mapped_column(String(200))  # a reviewer's name, as notes and printouts show it
 
 
 class Evaluation(Base):
     __tablename__ = "evaluations"
+    # No index on organization: a list by external_id (reviewers', or an intake key's through
+    # store/tenancy) reads the few rows of that reference from its index and filters those; a
+    # third index would cost every stored evaluation an insert more.
     __table_args__ = (Index(None, "external_id", "created_at"), Index(None, "request_id", "created_at"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -43,6 +57,10 @@ class Evaluation(Base):
     policy_id: Mapped[str] = mapped_column(String(128))
     policy_version: Mapped[str] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    # The submitter's organization: who may read it (store/tenancy.py). Always written by
+    # evaluation_row; the default only filled the rows stored before organizations.
+    organization: Mapped[str] = mapped_column(String(ORGANIZATION_LENGTH),
+                                              server_default=text(f"'{DEFAULT_ORGANIZATION}'"))
     case_json: Mapped[str] = mapped_column(Text)
     result_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))

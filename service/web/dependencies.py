@@ -16,7 +16,7 @@ from service.store.database import Database
 api_key_header = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
-    description="An API key from `coverage-criteria keys create --role intake|reviewer`.",
+    description="An API key from `coverage-criteria keys create --role intake|reviewer|auditor [--org ORG]`.",
 )
 # FHIR clients (DTR apps, PAS clients) send credentials as a bearer token: the same API key.
 bearer_header = HTTPBearer(
@@ -40,9 +40,10 @@ EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 
 
 def require_role(role: str, *, also: tuple[str, ...] = ()):
-    """A dependency that admits an active key holding ``role`` (or one of the roles ``also``
-    names, outside the intake < reviewer order: ``auditor``) (401 without one, 403 if short,
-    429 with Retry-After when the key has used up its rate limit)."""
+    """A dependency that admits an active key that may do what ``role`` (or one of the roles
+    ``also`` names) may (401 without one, 403 if short, 429 with Retry-After when the key has
+    used up its rate limit). The key is left in ``request.state.key``: who made the request, for
+    the access log and the audit trail."""
 
     # async, so that FastAPI runs it on the event loop: the indexed select it makes costs less than
     # the hand-off to a pool thread that a plain ``def`` would get.
@@ -56,6 +57,7 @@ def require_role(role: str, *, also: tuple[str, ...] = ()):
         if key is None:
             raise HTTPException(401, detail="A valid API key is required in the X-API-Key header.")
         request.state.key_id = key.id
+        request.state.key = key
         limiter: RateLimiter | None = request.app.state.rate_limiter
         if limiter is not None and (wait := limiter.retry_after(key.id)):
             raise HTTPException(
@@ -63,17 +65,18 @@ def require_role(role: str, *, also: tuple[str, ...] = ()):
                 detail=f"This key is limited to {limiter.per_minute} requests a minute; retry after {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
-        if key.role not in also and not key.has_role(role):
-            needed = " or ".join((role, *also))
-            raise HTTPException(403, detail=f"This request needs a key with the {needed} role.")
+        if not key.has_role(role, *also):
+            raise HTTPException(403, detail=f"This request needs a key with the {' or '.join((role, *also))} role.")
         return key
 
     return authorized_key
 
 
 # The role doubles as the OpenAPI security requirement's scope (OpenAPI 3.1 allows role names
-# there for API keys); service.app also copies it into each operation's text.
+# there for API keys); service.app also copies it into each operation's text. Each key is a
+# caller for the reads of case data (store/tenancy.py): its role and organization say what it sees.
 IntakeKey = Annotated[KeyRecord, Security(require_role("intake"), scopes=["intake"])]
 ReviewerKey = Annotated[KeyRecord, Security(require_role("reviewer"), scopes=["reviewer"])]
+AuditorKey = Annotated[KeyRecord, Security(require_role("auditor"), scopes=["auditor"])]
 # The CMS-0057-F figures: reviewers, and auditors (a role that reads the audit trail and the metrics only).
 MetricsKey = Annotated[KeyRecord, Security(require_role("reviewer", also=("auditor",)), scopes=["reviewer", "auditor"])]

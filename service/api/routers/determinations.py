@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from service.determinations.metrics import metrics, metrics_csv
 from service.determinations.record import DeterminationRequest, list_determinations, record_determination
 from service.errors import InvalidInput
-from service.requests.grouping import organization_scope
+from service.web.audit import audit_of, audited
 from service.web.dependencies import DatabaseDep, IntakeKey, MetricsKey, ReviewerKey
 from service.web.media import media_type, parse_json_body
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
@@ -57,6 +57,7 @@ _METRICS = {"type": "object", "properties": {
     responses={201: {"content": {"application/json": {"schema": _DETERMINATION}}}, 404: {"model": ErrorResponse},
                409: {"model": ErrorResponse, "description": "evaluation_id is not the request's latest submission"},
                422: {"model": InvalidRequestResponse}},
+    dependencies=[audited("create", "determination", "request_id")],
 )
 async def create_determination(request_id: str, request: Request, key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
     body = parse_json_body(request.headers.get("content-type"), await request.body())
@@ -70,10 +71,10 @@ async def create_determination(request_id: str, request: Request, key: ReviewerK
     responses={200: {"content": {"application/json": {"schema": {"type": "object", "properties": {
         "request_id": {"type": "string"}, "determinations": {"type": "array", "items": _DETERMINATION}}}}}},
         404: {"model": ErrorResponse}},
+    dependencies=[audited("read", "determination", "request_id")],
 )
 def read_determinations(request_id: str, key: IntakeKey, db: DatabaseDep) -> JSONResponse:
-    return JSONResponse({"request_id": request_id, "determinations": list_determinations(
-        db, request_id, organization=organization_scope(key))})
+    return JSONResponse({"request_id": request_id, "determinations": list_determinations(db, request_id, key)})
 
 
 @router.get(
@@ -82,6 +83,7 @@ def read_determinations(request_id: str, key: IntakeKey, db: DatabaseDep) -> JSO
             "JSON, or CSV with Accept: text/csv",
     responses={200: {"content": {"application/json": {"schema": _METRICS}, _CSV: {"schema": {"type": "string"}}}},
                422: {"model": InvalidRequestResponse}},
+    dependencies=[audited("read", "metrics")],
 )
 def read_metrics(
     request: Request,
@@ -95,6 +97,7 @@ def read_metrics(
         raise InvalidInput.one("query.to", "Must be on or after `from`", "value_error")
     figures = metrics(db, first, last)
     if _wants_csv(request.headers.get("accept")):
+        audit_of(request).action = "export"
         return Response(metrics_csv(figures), media_type=f"{_CSV}; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="metrics-{start}-{end}.csv"'})
     return JSONResponse(figures)

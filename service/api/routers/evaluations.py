@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from service.audit.record import Access
+from service.web.audit import audit_of, audited
 from service.web.media import media_type, parse_json_body
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
@@ -70,6 +73,7 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
         422: {"model": InvalidRequestResponse, "description": "Invalid case (a FHIR request: an OperationOutcome)",
               "content": {FHIR_JSON: {"schema": {"type": "object"}}}},
     },
+    dependencies=[audited("create", "evaluation")],
 )
 async def create_evaluation(
     request: Request,
@@ -86,23 +90,26 @@ async def create_evaluation(
         ),
     ] = None,
 ) -> Response:
+    access = audit_of(request)
     body = await request.body()
     claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
     if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
-        return _answer_again(request, previous)
+        return _answer_again(request, previous, access)
     content_type = request.headers.get("content-type")
     clock = request.app.state.due_clock
     if media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
         query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
-        work = (evaluate_bundle_and_store, evaluator, db, body, key.id, query, claim)
+        work = (evaluate_bundle_and_store, evaluator, db, body, key, query, claim, access)
     elif claim is None:  # the common case, on the event loop (it is ~0.2 ms) and stored by group commit
-        return _created(request, *await evaluate_and_commit(evaluator, db, parse_json_body(content_type, body),
-                                                            key.id, clock=clock))
+        return _created(request, *await evaluate_and_commit(
+            evaluator, db, parse_json_body(content_type, body), key.id, organization=key.organization, audit=access,
+            clock=clock))
     else:
-        work = (evaluate_and_store, evaluator, db, parse_json_body(content_type, body), key.id, claim)
+        work = (partial(evaluate_and_store, organization=key.organization, audit=access),
+                evaluator, db, parse_json_body(content_type, body), key.id, claim)
     stored = await run_in_threadpool(*work, clock=clock)
     if stored is None:  # a request with the same Idempotency-Key was stored first
-        return _answer_again(request, await run_in_threadpool(claim.previous, db))
+        return _answer_again(request, await run_in_threadpool(claim.previous, db), access)
     return _created(request, *stored)
 
 
@@ -113,7 +120,8 @@ def _created(request: Request, evaluation_id: str, result_json: str | bytes, rep
     return Response(result_json, status_code=201, media_type=_JSON, headers=headers)
 
 
-def _answer_again(request: Request, previous: Previous) -> Response:
+def _answer_again(request: Request, previous: Previous, access: Access) -> Response:
+    access.resource_id = previous.evaluation_id
     if not previous.same_body:
         raise HTTPException(
             409,
@@ -127,9 +135,10 @@ def _answer_again(request: Request, previous: Previous) -> Response:
     "/{evaluation_id}",
     summary="A stored result, exactly as it was returned",
     responses={200: {"content": {_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
+    dependencies=[audited("read", "evaluation", "evaluation_id")],
 )
-def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Response:
-    result_json = get_evaluation_result(db, evaluation_id)
+def get_evaluation(evaluation_id: str, key: IntakeKey, db: DatabaseDep) -> Response:
+    result_json = get_evaluation_result(db, key, evaluation_id)
     if result_json is None:
         raise HTTPException(404, detail="No evaluation with this id.")
     return Response(result_json, media_type=_JSON)
@@ -139,10 +148,11 @@ def get_evaluation(evaluation_id: str, _key: IntakeKey, db: DatabaseDep) -> Resp
     "/{evaluation_id}/questionnaire",
     summary="An SDC Questionnaire (FHIR R4) asking only for the fields this evaluation is missing",
     responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}, 404: {"model": ErrorResponse}},
+    dependencies=[audited("read", "questionnaire", "evaluation_id")],
 )
-def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: IntakeKey, db: DatabaseDep,
+def get_evaluation_questionnaire(evaluation_id: str, request: Request, key: IntakeKey, db: DatabaseDep,
                                  evaluator: EvaluatorDep) -> Response:
-    result_json = get_evaluation_result(db, evaluation_id)
+    result_json = get_evaluation_result(db, key, evaluation_id)
     if result_json is None:
         raise HTTPException(404, detail="No evaluation with this id.")
     url = str(request.url.replace(query=None))
@@ -156,10 +166,11 @@ def get_evaluation_questionnaire(evaluation_id: str, request: Request, _key: Int
         200: {"content": {_JSON: {"schema": _EVALUATION_LIST_SCHEMA}}},
         422: {"model": InvalidRequestResponse},
     },
+    dependencies=[audited("search", "evaluation")],
 )
 def list_evaluations(
     external_id: Annotated[str, Query(min_length=1, max_length=128)],
-    _key: ReviewerKey,
+    key: ReviewerKey,
     db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="results per page")] = DEFAULT_PAGE,
     cursor: Annotated[
@@ -167,7 +178,7 @@ def list_evaluations(
     ] = None,
 ) -> Response:
     try:
-        page = list_evaluation_results(db, external_id, limit, cursor)
+        page = list_evaluation_results(db, key, external_id, limit, cursor)
     except InvalidCursor as error:
         raise InvalidInput.one("query.cursor", f"Invalid cursor: {error}; use a next_cursor as given.",
                                "cursor_invalid") from None

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.errors import InvalidInput, NotFound
 from service.requests.assignment import set_assignee
 from service.requests.changes import evaluation_changes
-from service.requests.grouping import organization_scope
 from service.requests.queue import DEFAULT_PAGE, MAX_PAGE, QueueFilter, get_request, list_queue
 from service.store.paging import InvalidCursor
+from service.web.audit import audited
 from service.web.dependencies import DatabaseDep, IntakeKey, ReviewerKey
 from service.web.media import parse_json_body
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
@@ -68,6 +68,7 @@ class AssigneeRequest(BaseModel):
     "/requests",
     summary="The work queue: requests, most urgent first (due_at ascending), a page at a time (reviewer keys only)",
     responses={200: {"content": {"application/json": {"schema": _QUEUE}}}, 422: {"model": InvalidRequestResponse}},
+    dependencies=[audited("search", "request")],
 )
 def queue(
     key: ReviewerKey,
@@ -97,9 +98,10 @@ def queue(
     summary="One request: its submissions (newest first) and determinations (oldest first); an intake key reads "
             "its own organization's",
     responses={200: {"content": {"application/json": {"schema": _DETAIL}}}, 404: {"model": ErrorResponse}},
+    dependencies=[audited("read", "request", "request_id")],
 )
 def read_request(request_id: str, key: IntakeKey, db: DatabaseDep) -> JSONResponse:
-    found = get_request(db, request_id, organization=organization_scope(key))
+    found = get_request(db, request_id, key)
     if found is None:
         raise NotFound("No request with this id.")
     return JSONResponse(found)
@@ -113,6 +115,7 @@ def read_request(request_id: str, key: IntakeKey, db: DatabaseDep) -> JSONRespon
     responses={200: {"content": {"application/json": {"schema": _DETAIL}}}, 404: {"model": ErrorResponse},
                409: {"model": ErrorResponse, "description": "Another reviewer holds the request"},
                422: {"model": InvalidRequestResponse}},
+    dependencies=[audited("create", "request", "request_id")],  # a write, answered with the request
 )
 async def assign(request_id: str, request: Request, key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
     body = parse_json_body(request.headers.get("content-type"), await request.body())
@@ -120,13 +123,14 @@ async def assign(request_id: str, request: Request, key: ReviewerKey, db: Databa
         asked = AssigneeRequest.model_validate(body)
     except ValidationError as error:
         raise InvalidInput.from_validation_error(error, detail="The assignee is invalid.") from None
-    return JSONResponse(await run_in_threadpool(set_assignee, db, request_id, asked.assignee, by_key_id=key.id))
+    return JSONResponse(await run_in_threadpool(set_assignee, db, request_id, asked.assignee, by=key))
 
 
 @router.get(
     "/evaluations/{evaluation_id}/changes",
     summary="What this submission changed against the previous one of its request (reviewer keys only)",
     responses={200: {"content": {"application/json": {"schema": _CHANGES}}}, 404: {"model": ErrorResponse}},
+    dependencies=[audited("read", "evaluation", "evaluation_id")],
 )
 def changes(evaluation_id: str, _key: ReviewerKey, db: DatabaseDep) -> JSONResponse:
     found: dict[str, Any] | None = evaluation_changes(db, evaluation_id)
