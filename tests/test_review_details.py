@@ -209,7 +209,8 @@ def test_a_reference_cannot_break_out_of_the_printouts_style(signed_in, database
     result = evaluator.evaluate(full_case)
     save_evaluation(
         database, evaluation_id=result["evaluation_id"], external_id=result["external_id"], policy_id=POLICY_ID,
-        policy_version="1.0.0", key_id=intake_key.split("_")[1], case_json="{}", result_json=json.dumps(result),
+        policy_version="1.0.0", key_id=intake_key.split("_")[1], organization="default", case_json="{}",
+        result_json=json.dumps(result),
     )
 
     page = signed_in.get(f"/review/evaluations/{result['evaluation_id']}")

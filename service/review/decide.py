@@ -44,7 +44,7 @@ async def decide(request: Request, request_id: str, db: DatabaseDep) -> Response
                    **determination_draft({}, None, form)}
         return sign_in_page(request, review_path(str(evaluation_id)), 401, None, pending)
     request.state.key_id = session.key_id
-    result = await run_in_threadpool(load_result, db, evaluation_id) if isinstance(evaluation_id, str) else None
+    result = await run_in_threadpool(load_result, db, session.key, evaluation_id) if isinstance(evaluation_id, str) else None
     if result is None:
         return not_found(request, session)
     if not csrf_matches(session.csrf_token, form.get("csrf_token")):

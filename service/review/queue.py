@@ -21,6 +21,7 @@ from service.review.sessions import SignedInDep, csrf_matches, safe_next
 from service.review.store import load_result
 from service.review.workflow import request_context
 from service.store.paging import InvalidCursor
+from service.store.keys import KeyRecord
 from service.web.audit import audited
 from service.web.dependencies import DatabaseDep
 
@@ -71,7 +72,7 @@ def work_queue(request: Request, session: SignedInDep, db: DatabaseDep) -> Respo
         "this_url": _queue_url({**here, **({"cursor": cursor} if cursor else {})}),
         "first_url": _queue_url(here),
         "next_url": _queue_url({**here, "cursor": found.next_cursor}) if found.next_cursor else None,
-        "done": _done(db, query, session.key_id),
+        "done": _done(db, query, session.key),
     }
     return page(request, session, "queue.html", context)
 
@@ -85,7 +86,7 @@ async def take_or_release(request: Request, request_id: str, session: SignedInDe
     assignee = "me" if form.get("assignee") == "me" else None
     back = safe_next(form.get("back"))
     try:
-        taken = await run_in_threadpool(set_assignee, db, request_id, assignee, by_key_id=session.key_id)
+        taken = await run_in_threadpool(set_assignee, db, request_id, assignee, by=session.key)
     except NotFound:
         return not_found(request, session, "request")
     except Conflict as held:
@@ -99,7 +100,7 @@ async def take_or_release(request: Request, request_id: str, session: SignedInDe
 @router.get("/requests/{request_id}/determinations")
 def form_address_opened(request_id: str, session: SignedInDep, db: DatabaseDep) -> Response:
     """A form's address opened as a page (a reload, a bookmark): the request's latest submission."""
-    found = get_request(db, request_id)
+    found = get_request(db, request_id, session.key)
     return redirect(f"/review/evaluations/{found['latest_evaluation_id']}" if found else "/review/queue")
 
 
@@ -119,7 +120,7 @@ def what_changed(request: Request, evaluation_id: str, session: SignedInDep, db:
         "previous": previous,
         "titles": titles,
         "words": words.ResultWords(request.app.state.evaluator.catalog),
-        "request_info": request_context(db, evaluation_id),
+        "request_info": request_context(db, session.key, evaluation_id),
     }
     return page(request, session, "changes.html", context)
 
@@ -134,14 +135,14 @@ def _queue_url(params: dict[str, Any]) -> str:
     return f"/review/queue?{urlencode(params)}" if params else "/review/queue"
 
 
-def _done(db: Any, query: Any, viewer_key_id: str) -> dict[str, Any] | None:
+def _done(db: Any, query: Any, viewer: KeyRecord) -> dict[str, Any] | None:
     """What the reviewer has just done (taken or released a request), to confirm it: only when
     the request stands so (a crafted link confirms nothing)."""
     action, request_id = query.get("done"), query.get("request")
     if action not in ("taken", "released") or not request_id:
         return None
-    found = get_request(db, request_id)
+    found = get_request(db, request_id, viewer)
     if found is None:
         return None
-    mine = (found["assigned_to"] or {}).get("key_id") == viewer_key_id
+    mine = (found["assigned_to"] or {}).get("key_id") == viewer.id
     return {"action": action, "request": found} if mine == (action == "taken") else None

@@ -147,7 +147,7 @@ def review_page(
         "paper": paper,
         "paper_sizes": PAPER_SIZES,
         "printed_at": printed_at,
-        "request_info": request_context(db, result["evaluation_id"]),
+        "request_info": request_context(db, session.key, result["evaluation_id"]),
         "decision": decision or determination_draft(result, phrasing, start_reason=start_reason),
         "decision_problems": decision_problems or {},
         "recorded": recorded,

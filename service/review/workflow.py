@@ -11,17 +11,18 @@ from typing import Any
 from service.requests.queue import get_request, request_of_evaluation
 from service.review import words
 from service.store.database import Database
+from service.store.keys import KeyRecord
 
 FORM_OUTCOMES = tuple(words.DETERMINATIONS)
 NEEDS_REASON = ("denied", "partially_approved")  # the outcomes whose reason starts from the unmet criteria
 
 
-def request_context(db: Database, evaluation_id: str) -> dict[str, Any] | None:
+def request_context(db: Database, caller: KeyRecord, evaluation_id: str) -> dict[str, Any] | None:
     """The request of this submission with ``this`` (its entry in ``evaluations``), ``latest``
     and ``newer`` (True when a later submission exists); None for an evaluation that opened no
     request (a CDS Hooks answer)."""
     request_id = request_of_evaluation(db, evaluation_id)
-    found = get_request(db, request_id) if request_id else None
+    found = get_request(db, request_id, caller) if request_id else None
     if found is None:
         return None
     submissions = found["evaluations"]  # newest first
