@@ -140,6 +140,7 @@ def test_a_reviewers_day(browser, server, tmp_path):
     narrow.goto(server.url("/review"))
     narrow.fill("#key", server.reviewer_key)
     narrow.click("button:has-text('Sign in')")
+    narrow.wait_for_url("**/review/queue**")  # measured once signing in has landed on the queue
     assert narrow.evaluate("document.documentElement.scrollWidth") == 320
     page = narrow
     check("queue at 320 px")

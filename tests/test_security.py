@@ -114,6 +114,7 @@ def test_the_openapi_names_the_role_each_operation_needs(client):
         ("POST", "/v1/requests/{request_id}/determinations"): "reviewer",
         ("GET", "/v1/requests/{request_id}/determinations"): "intake",
         ("GET", "/v1/metrics"): "reviewer",
+        ("GET", "/v1/audit"): "auditor",
         ("GET", "/cds-services"): None,
         ("POST", "/cds-services/{service_id}"): None,
         ("POST", "/cds-services/{service_id}/feedback"): None,
