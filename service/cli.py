@@ -73,7 +73,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.workers > 1 and len(payload) > 1:
         texts = _evaluate_in_workers(evaluator.catalog, payload, today, args.workers, indent)
     else:
-        texts = (json_bytes(evaluator.evaluate(case, today), bool(indent)) for case in payload)
+        texts = (_result_json(evaluator, case, today, indent) for case in payload)
     # Bytes straight to the binary stream: each ~20 kB result is not decoded and encoded again.
     sys.stdout.flush()
     out = sys.stdout.buffer
@@ -124,7 +124,14 @@ def _start_worker(catalog: Any, today: datetime.date, indent: int | None) -> Non
 
 def _evaluate_in_worker(payload: Any) -> bytes:
     evaluator, today, indent = _worker
-    return json_bytes(evaluator.evaluate(payload, today), bool(indent))
+    return _result_json(evaluator, payload, today, indent)
+
+
+def _result_json(evaluator: Any, payload: Any, today: datetime.date, indent: int | None) -> bytes:
+    """A case's result as JSON bytes: as the evaluator writes it, or indented."""
+    if indent:
+        return json_bytes(evaluator.evaluate(payload, today), True)
+    return evaluator.evaluate_json(payload, today).json
 
 
 def _evaluate_in_workers(catalog: Any, payloads: list[Any], today: datetime.date, workers: int,
