@@ -2,7 +2,8 @@
 
     python bench/engine.py [--cases 2000] [--repeat 5]
 
-Every layer runs on the same generated cases (``generate`` from bench/cli_batch.py):
+Every layer runs on the same cases: the first ``--cases`` of ../shared/bench/cases-20000.json.gz,
+or generated ones (``--generated``, or where that file is absent; see bench/cli_batch.py):
 
 - ``floor``: the policy's Kleene logic evaluated in plain Python from its ``service.policy.rules``
   Expr trees, every node's truth recorded as the engine reports them: what the logic itself costs;
@@ -43,7 +44,7 @@ import durable_rules_engine
 from durable.engine import Host
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_batch import generate  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from cli_batch import bench_cases  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 from service.engine.durable import case_fact_json, fire_actions  # noqa: E402
 from service.engine.evaluation import Evaluator, _documented, by_section  # noqa: E402
@@ -185,10 +186,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=100, help="cases per timed sample")
+    parser.add_argument("--generated", action="store_true", help="generated cases, not the shared bench cases")
     args = parser.parse_args()
 
     evaluator = Evaluator.from_rules_dir()
-    payloads = generate(args.cases)
+    payloads, source = bench_cases(args.cases, args.generated)
     parsed = [evaluator.parse(payload) for payload in payloads]
     versions = {version.key: version for _, version, _ in parsed}
     if len(versions) != 1:
@@ -254,6 +256,7 @@ def main() -> None:
         "benchmark": "engine",
         "policy": version.key,
         "cases": args.cases,
+        "source": source,
         "repeat": args.repeat,
         "rules_fired_per_case": round(sum(len(evaluator.engine.run(compiled.name, f)) for f in facts) / len(facts), 1),
         "us_per_case": us,

@@ -90,6 +90,16 @@ class Evaluated(NamedTuple):
         return self._replace(built=self.built._replace(json=self.built.json[:-1] + tail))
 
 
+class Prepared(NamedTuple):
+    """A validated case as evaluating it needs it: its reference, its documented values by field
+    path, the policy version in force and the day it was chosen for."""
+
+    external_id: str
+    values: dict[str, Any]
+    version: PolicyVersion
+    day: datetime.date
+
+
 _second: tuple[int, str] = (0, "")
 
 
@@ -161,12 +171,19 @@ class Evaluator:
 
     def evaluate_parsed_json(self, case: CaseBase, version: PolicyVersion, day: datetime.date,
                              provenance: Provenance | None = None) -> Evaluated:
+        return self.evaluate_prepared(self.prepare(case, version, day), provenance)
+
+    def prepare(self, case: CaseBase, version: PolicyVersion, day: datetime.date) -> Prepared:
+        """What evaluating a validated case needs of it (see :class:`Prepared`)."""
+        return Prepared(case.external_id, _documented(case, self._sections), version, day)
+
+    def evaluate_prepared(self, prepared: Prepared, provenance: Provenance | None = None) -> Evaluated:
+        external_id, values, version, day = prepared
         compiled = self._compiled[version.key]
-        values = _documented(case, self._sections)
         fired = self.engine.run(compiled.name, compiled.facts(values))
         evaluation_id = new_id()
         built = self._builders[version.key].build_json(
-            case.external_id,
+            external_id,
             values,
             compiled.node_truths(fired),
             provenance=provenance,
@@ -174,7 +191,7 @@ class Evaluator:
             evaluated_at=evaluated_at(),
             service_date=day.isoformat(),
         )
-        return Evaluated(evaluation_id, case.external_id, version.id, version.version, built)
+        return Evaluated(evaluation_id, external_id, version.id, version.version, built)
 
     def evaluate(self, payload: Any, today: datetime.date | None = None,
                  provenance: Provenance | None = None) -> dict[str, Any]:
@@ -191,19 +208,22 @@ class Evaluator:
         """Like :meth:`evaluate`; the result as JSON (the bytes ``json_bytes`` writes of it)."""
         return self.evaluate_parsed_json(*self.parse(payload, today=today), provenance=provenance)
 
-    def validate_batch(self, payloads: list[Any], today: datetime.date | None = None) -> None:
-        """Validate every case, keeping none; raise InvalidInput naming every offending field
-        (prefixed ``[i]``). A batch is validated whole before any case is evaluated; validated
-        cases are not kept (each is validated again as it is evaluated, ~2 % of its cost; kept,
-        100,000 of them took 530 MiB)."""
+    def prepare_batch(self, payloads: list[Any], today: datetime.date | None = None) -> list[Prepared]:
+        """Validate every case of a batch, replacing each in ``payloads`` by its :class:`Prepared`
+        form as it goes (also returned; ``evaluate_prepared`` evaluates one); raise InvalidInput
+        naming every offending field (prefixed ``[i]``), so a batch is validated whole before any
+        case is evaluated. A prepared case is smaller than the parsed JSON it replaces, and much
+        smaller than a validated case model (kept, 100,000 of those took 530 MiB); and no case
+        is validated twice (~10 µs each)."""
         problems = []
         for index, payload in enumerate(payloads):
             try:
-                self.parse(payload, prefix=f"[{index}]", today=today)
+                payloads[index] = self.prepare(*self.parse(payload, prefix=f"[{index}]", today=today))
             except InvalidInput as error:
                 problems.append(error)
         if problems:
             raise InvalidInput.combined(problems)
+        return payloads
 
     def evaluate_version(self, version: PolicyVersion, payload: Any) -> dict[str, Any]:
         """Evaluate against a given version whatever the service date (golden cases use this)."""
