@@ -68,10 +68,11 @@ _NOTHING: dict[str, Any] = {}
 Node = Callable[[dict, dict], "bool | None"]
 
 
-def python_logic(expr: Expr, node_id: str) -> Node:
-    """A function ``(facts, truths) -> True / False / None`` that records each known node's truth."""
+def python_logic(expr: Expr, node_id: str, keys: dict[str, str]) -> Node:
+    """A function ``(facts, truths) -> True / False / None`` that records each known node's truth
+    (``keys``: each field's name in the facts, as the compiled ruleset names it)."""
     if isinstance(expr, Comparison):
-        section, name = expr.field.split(".")
+        section, name = keys[expr.field].split(".")
         test, operand = _COMPARE[expr.operator], expr.value
 
         def comparison(facts: dict, truths: dict) -> bool | None:
@@ -83,7 +84,7 @@ def python_logic(expr: Expr, node_id: str) -> Node:
 
         return comparison
     if isinstance(expr, Not):
-        inner = python_logic(expr.part, f"{node_id}.0")
+        inner = python_logic(expr.part, f"{node_id}.0", keys)
 
         def negation(facts: dict, truths: dict) -> bool | None:
             truth = inner(facts, truths)
@@ -93,7 +94,7 @@ def python_logic(expr: Expr, node_id: str) -> Node:
             return not truth
 
         return negation
-    parts = [python_logic(part, f"{node_id}.{i}") for i, part in enumerate(expr.parts)]
+    parts = [python_logic(part, f"{node_id}.{i}", keys) for i, part in enumerate(expr.parts)]
     settles = isinstance(expr, AnyOf)  # one true part settles an any, one false part an all
 
     def combination(facts: dict, truths: dict) -> bool | None:
@@ -118,10 +119,11 @@ def c_engine(compiled) -> Callable[[str], set[str]]:
     its lock, checks and error handling."""
     handle = durable_rules_engine.create_ruleset(f"bench-c-{compiled.name}", json.dumps(compiled.ruleset))
     retraction = '{"sid":"1","id":"case"}'
+    width = len(compiled.sentinel)
 
     def run(text: str) -> set[str]:
         _, offset = durable_rules_engine.assert_fact(handle, text)
-        fired = fire_actions(handle, offset)
+        fired = fire_actions(handle, offset, width)
         durable_rules_engine.retract_fact(handle, retraction)
         return fired
 
@@ -205,7 +207,7 @@ def main() -> None:
     written = [(case.external_id, values, compiled.node_truths(evaluator.engine.run(compiled.name, case_facts)))
                for (case, _, _), values, case_facts in zip(parsed, documented, facts)]
 
-    floor_rules = [python_logic(rule.logic, rule.id) for rule in (*version.criteria, *version.flags)]
+    floor_rules = [python_logic(rule.logic, rule.id, compiled.keys) for rule in (*version.criteria, *version.flags)]
 
     def floor(case_facts: dict) -> dict[str, bool]:
         truths: dict[str, bool] = {}
