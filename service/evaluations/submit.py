@@ -135,7 +135,7 @@ def _submission(db: Database, evaluated: Evaluated, payload: Any, key_id: str, o
         key_id=key_id,
         organization=organization,
         case_json=json_bytes(payload).decode(),
-        result_json=result_json.decode(),
+        result_json=result_json,
         request_id=rid,
     )
     if not opens_request:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from service.errors import InvalidInput
 from service.store.database import Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.tables import Evaluation, IdempotencyRecord, utc_now
 
 KEPT = datetime.timedelta(hours=24)
@@ -62,7 +63,7 @@ class IdempotencyClaim:
     def previous(self, db: Database) -> Previous | None:
         """The evaluation an earlier request with this key made within the last 24 h, if any."""
         query = (
-            select(IdempotencyRecord.request_sha256, Evaluation.id, Evaluation.result_json)
+            select(IdempotencyRecord.request_sha256, Evaluation.id, *RESULT_COLUMNS)
             .join(Evaluation, Evaluation.id == IdempotencyRecord.evaluation_id)
             .where(*self._identity(), IdempotencyRecord.created_at >= utc_now() - KEPT)
         )
@@ -70,7 +71,7 @@ class IdempotencyClaim:
             row = session.execute(query).first()
         if row is None:
             return None
-        return Previous(row.id, row.result_json, row.request_sha256 == self.request_sha256)
+        return Previous(row[1], result_text(*row[2:]), row[0] == self.request_sha256)
 
     def record(self, connection: Connection, evaluation_id: str, created_at: datetime.datetime) -> bool:
         """Record this key for ``evaluation_id`` inside the caller's transaction; False, changing
