@@ -15,19 +15,17 @@ from __future__ import annotations
 import datetime
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zstandard
 from sqlalchemy import Insert, Table, bindparam, insert, select
+from sqlalchemy.engine import Connection
 
 from service.store.database import Database
 from service.store.group_commit import Rows
 from service.store.paging import Page, newest_first
 from service.store.tables import Evaluation, storable, utc_now
 from service.store.tenancy import Caller, reads_every_organization, visible_to
-
-if TYPE_CHECKING:
-    from service.store.idempotency import IdempotencyClaim
 
 ZSTD_LEVEL = 1
 # The two columns that hold a stored result between them (see result_text).
@@ -56,6 +54,13 @@ def result_text(result_zstd: bytes | None, result_json_before_0008: str) -> str:
     except AttributeError:
         decompressor = _codecs.decompressor = zstandard.ZstdDecompressor()
     return decompressor.decompress(result_zstd).decode()
+
+
+class Claim(Protocol):
+    """An Idempotency-Key claim (service.store.idempotency.IdempotencyClaim, which reads results
+    through this module)."""
+
+    def record(self, connection: Connection, evaluation_id: str, created_at: datetime.datetime) -> bool: ...
 
 
 def evaluation_row(
@@ -93,7 +98,7 @@ class _ClaimedFirst(Exception):
     """Another request recorded the same Idempotency-Key first: roll this transaction back."""
 
 
-def save_evaluation(db: Database, *, idempotency: IdempotencyClaim | None = None,
+def save_evaluation(db: Database, *, idempotency: Claim | None = None,
                     parents: Sequence[tuple[Table | Insert, dict[str, Any]]] = (), also: Rows = (),
                     **evaluation: Any) -> bool:
     """Store an evaluation (keywords of :func:`evaluation_row`) after ``parents`` (rows it
@@ -106,7 +111,7 @@ def save_evaluation(db: Database, *, idempotency: IdempotencyClaim | None = None
 
 
 def save_rows(db: Database, rows: Sequence[tuple[Table | Insert, dict[str, Any]]],
-              idempotency: IdempotencyClaim | None = None, also: Rows = ()) -> bool:
+              idempotency: Claim | None = None, also: Rows = ()) -> bool:
     """:func:`save_evaluation` of rows already made: parents first, the evaluation's last, then
     ``also``."""
     row = rows[-1][1]
