@@ -38,6 +38,7 @@ from service.web.middleware import (
 from service.web.docs import DocsPolicyMiddleware, add_redoc
 from service.web.media import media_type
 from service.web.ratelimit import RateLimiter
+from service.api.lean_post import LeanEvaluationPost
 from service.api.routers import audit, determinations, evaluations, health, policies, requests
 from service.cds import routes as cds
 from service.fhir_api import router as fhir_api
@@ -116,7 +117,8 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(AuditMiddleware)  # innermost: its own 503 still gets no-store and a log line
+    app.add_middleware(LeanEvaluationPost)  # the innermost, inside the audit's: see service/api/lean_post.py
+    app.add_middleware(AuditMiddleware)  # its own 503 still gets no-store and a log line
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(NoStoreMiddleware)
     app.add_middleware(DocsPolicyMiddleware)

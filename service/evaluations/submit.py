@@ -17,8 +17,11 @@ Keywords every function here takes after the key id:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError
 
 from service.audit.record import Access
 from service.engine.evaluation import Evaluated, Evaluator
@@ -96,15 +99,28 @@ def evaluate_and_store(
     return evaluated.evaluation_id, result_json
 
 
-async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str, *,
-                              organization: str, audit: Access | None = None,
-                              clock: DueClock | None = None) -> tuple[str, bytes]:
-    """``evaluate_and_store`` without an Idempotency-Key, on the event loop: the evaluation costs
-    less than a hand-off to a thread, and the group commit (the request's and the evaluation's
-    rows and its audit record, in the same batch) is awaited without blocking."""
+async def evaluate_and_commit(evaluator: Evaluator, db: Database, payload: Any, key_id: str,
+                              idempotency: IdempotencyClaim | None = None, *, organization: str,
+                              audit: Access | None = None, clock: DueClock | None = None) -> tuple[str, bytes] | None:
+    """``evaluate_and_store`` on the event loop (the evaluation costs less than a hand-off to a
+    thread), its rows committed by the group commit, awaited without blocking: its request's,
+    the evaluation's, its Idempotency-Key record and its audit record, in one transaction. None,
+    nothing stored, when another request recorded the same key first (the transaction then fails
+    on the record)."""
     evaluated = evaluator.evaluate_json(payload)
     rows, result_json = _submission(db, evaluated, payload, key_id, organization, True, clock)
-    await db.writer.commit_async([*rows, *_audit_rows(audit, evaluated)])
+    also = _audit_rows(audit, evaluated)
+    record = [] if idempotency is None else [idempotency.row(evaluated.evaluation_id, rows[-1][1]["created_at"])]
+    try:
+        await db.writer.commit_async([*rows, *record, *also])
+    except IntegrityError:
+        if idempotency is None:
+            raise
+        if idempotency.previous(db) is not None:
+            return None
+        # The key's record is older than 24 h: the transaction that replaces it, in a thread.
+        if not await asyncio.to_thread(save_rows, db, rows, idempotency, also):
+            return None
     if audit is not None:
         audit.committed()
     return evaluated.evaluation_id, result_json

@@ -111,28 +111,29 @@ class Database:
                 if postgresql and not connection.closed:
                     connection.autocommit = False
 
-    def insert_rows(self, by_table: dict[Table | Insert, list[dict[str, Any]]]) -> None:
-        """Insert rows in one transaction, tables in the order given; returns once committed
-        (durably: see the module docstring). A key may also be an INSERT statement of its own (an
-        upsert): its rows are written in the order of their ``id``, so that two transactions
-        updating the same rows lock them in one order and never deadlock.
+    def insert_rows(self, by_table: dict[tuple[Table | Insert, tuple[str, ...]], list[dict[str, Any]]]) -> None:
+        """Insert rows in one transaction, by (table, the columns the rows give) in the order
+        given; returns once committed (durably: see the module docstring). A table may also be an
+        INSERT statement of its own (an upsert): its rows are written in the order of their
+        ``id``, so that two transactions updating the same rows lock them in one order and never
+        deadlock.
 
         PostgreSQL: one executemany a table (psycopg pipelines it). SQLite: one multi-row INSERT a
         table, and for a single table no BEGIN or COMMIT either, since a lone statement is its own
         transaction: every call into SQLite lets other threads take the GIL, and the event loop
         then waits to get it back, so the writer makes as few as it can (one, typically)."""
-        by_table = {table: rows if isinstance(table, Table) else sorted(rows, key=_row_id)
-                    for table, rows in by_table.items()}
+        by_table = {key: rows if isinstance(key[0], Table) else sorted(rows, key=_row_id)
+                    for key, rows in by_table.items()}
         with self._write_lock, self._driver_cursor("INSERT") as cursor:
             if self.url.get_backend_name() != "sqlite":
-                for table, rows in by_table.items():
-                    compiled = self._driver_sql(table, tuple(rows[0]))
+                for (table, columns), rows in by_table.items():
+                    compiled = self._driver_sql(table, columns)
                     cursor.executemany(compiled.sql, [compiled.parameters(row) for row in rows])
                 cursor.connection.commit()
                 return
             statements = []
-            for table, rows in by_table.items():
-                compiled = self._driver_sql(table, tuple(rows[0]))
+            for (table, columns), rows in by_table.items():
+                compiled = self._driver_sql(table, columns)
                 head, _, rest = compiled.sql.partition(" VALUES ")
                 values, tail = rest[:rest.index(")") + 1], rest[rest.index(")") + 1:]  # tail: ON CONFLICT …
                 sql = f"{head} VALUES {', '.join([values] * len(rows))}{tail}"
