@@ -110,3 +110,12 @@ def test_json_posts_take_the_lean_path_and_bundles_the_route(clients, database, 
     bundle = lean.post("/v1/evaluations", content=b'{"resourceType": "Bundle",',
                        headers={"X-API-Key": key, "Content-Type": "application/fhir+json"})
     assert bundle.status_code == 400 and called == ["/v1/evaluations"]
+
+
+def test_what_start_up_built_is_kept_out_of_the_collectors_way(settings, evaluator, database):
+    import gc
+
+    gc.unfreeze()
+    with TestClient(create_app(settings, evaluator)) as client:
+        assert client.get("/health").status_code == 200
+        assert gc.get_freeze_count() > 10_000
