@@ -47,6 +47,7 @@ from service.review import notes as review_notes, pages as review_pages
 from service.requests.grouping import DueClock
 from service.settings import Settings
 from service.store.database import Database
+from service.store.ratelimits import shared_buckets
 
 logger = logging.getLogger("service")
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -102,14 +103,17 @@ def create_app(settings: Settings | None = None, evaluator: Evaluator | None = N
     app.state.evaluator = evaluator or Evaluator.from_rules_dir(settings.rules_dir)
     app.state.due_clock = DueClock.from_settings(settings)
     per_minute = settings.rate_limit_per_minute
-    app.state.rate_limiter = RateLimiter(per_minute) if per_minute else None
+    # Limits every server sharing the database holds between them (PostgreSQL); None: in the process.
+    app.state.shared_buckets = shared_buckets(database)
+    app.state.rate_limiter = (RateLimiter(per_minute, name="api-key", shared=app.state.shared_buckets)
+                              if per_minute else None)
     app.include_router(health.router)
     app.include_router(evaluations.router, prefix="/v1")
     app.include_router(policies.router, prefix="/v1")
     app.include_router(requests.router, prefix="/v1")
     app.include_router(determinations.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
-    app.state.cds = cds.CdsConfig.from_settings(settings)
+    app.state.cds = cds.CdsConfig.from_settings(settings, app.state.shared_buckets)
     app.include_router(cds.router)
     app.include_router(review_notes.router, prefix="/v1")
     app.include_router(review_pages.router)

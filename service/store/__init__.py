@@ -10,9 +10,10 @@
 - ``keys``: API keys, their roles and organizations;
 - ``tenancy``: who may read what: the one filter every read of case data takes;
 - ``audit``: the audit trail's append-only table;
-- ``paging``: the one cursor pager.
+- ``paging``: the one cursor pager;
+- ``ratelimits``: rate-limit buckets every server sharing a PostgreSQL database counts in.
 """
 
 # Every model joins Base.metadata on import, so that the schema the models describe is complete
 # whichever module a caller imports first (tests compare it with the migrations).
-from service.store import audit, determinations, requests, tables  # noqa: F401
+from service.store import audit, determinations, ratelimits, requests, tables  # noqa: F401
