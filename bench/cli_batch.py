@@ -212,6 +212,9 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
     }, indent=2))
+    print(f"{us_per_case:.0f} µs a case end to end (target {TARGET_US_PER_CASE}: "
+          f"{'yes' if us_per_case <= TARGET_US_PER_CASE else 'NO'}, {us_per_case / TARGET_US_PER_CASE:.2f} x), "
+          f"{cpu_seconds() / args.cases * 1e6:.0f} µs of CPU", file=sys.stderr)
 
 
 if __name__ == "__main__":

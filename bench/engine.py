@@ -277,6 +277,9 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
     }, indent=2))
+    print(f"engine {us['engine'] / us['floor']:.1f} x the floor (target 6: "
+          f"{'yes' if us['engine'] / us['floor'] <= 6 else 'NO'}); whole path {us['evaluate_json']:.0f} µs "
+          f"(target 120: {'yes' if us['evaluate_json'] <= 120 else 'NO'})", file=sys.stderr)
 
 
 if __name__ == "__main__":

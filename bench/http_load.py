@@ -27,7 +27,8 @@ Each level reports requests/s, p50/p99 latency (wrk's), and CPU per request from
 the server (all its processes), of PostgreSQL, of wrk, and how many CPUs' worth other processes
 took meanwhile and the hypervisor withheld (steal). On a shared machine read the ratio of
 evaluations to the floor measured in the same run, not the absolute figures.
-The per-key rate limit is off on the benchmark server (it measures capacity, one key sends all).
+The per-key rate limit is off on the benchmark server (it measures capacity, one key sends all);
+``--rate-limit 100000000`` turns it on without refusing anything, to measure what counting costs.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def main() -> None:
                         help="backend:workers pairs (backend: sqlite or postgresql)")
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 8, 32, 128], help="requests in flight")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each evaluation level")
+    parser.add_argument("--rate-limit", type=int, default=0,
+                        help="the per-key rate limit a minute (default 0: off, one key sends everything); a "
+                             "limit too high to refuse anything measures what counting costs (PostgreSQL: a row a take)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -124,7 +128,7 @@ def main() -> None:
                     runs.append({"backend": backend, "workers": int(workers),
                                  "skipped": f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}"})
                     continue
-                with server(url, int(workers)) as (base_url, key, pid):
+                with server(url, int(workers), rate_limit=args.rate_limit) as (base_url, key, pid):
                     run = measure(base_url, key, pid, url, cases_file, levels, args)
             failures += sum(level["failures"] for level in run)
             runs.append({"backend": backend, "workers": int(workers), "levels": run})
@@ -135,6 +139,7 @@ def main() -> None:
         "bodies": source,
         "load_generator": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
         "seconds_per_level": args.seconds,
+        "rate_limit_per_minute": args.rate_limit,
         "runs": runs,
         "targets": summary,
         "machine": {
@@ -144,6 +149,10 @@ def main() -> None:
             "load_average_at_start": load_at_start,
         },
     }, indent=2))
+    for checked in summary:  # the targets, in words, on standard error
+        holds = "; ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checked["holds"].items())
+        print(f"{checked['run']} at {checked['in_flight']} in flight: {checked['per_second']:.0f} evaluations/s = "
+              f"{checked['over_health']:.2f} x GET /health, p99 {checked['p99_ms']:.0f} ms -- {holds}", file=sys.stderr)
     sys.exit(1 if failures else 0)
 
 
@@ -289,7 +298,8 @@ def database_url(backend: str) -> Iterator[str | None]:
 
 
 @contextmanager
-def server(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, int]]:
+def server(url: str, workers: int, extra_env: dict[str, str] | None = None,
+           rate_limit: int = 0) -> Iterator[tuple[str, str, int]]:
     """``coverage-criteria serve`` on a free loopback port; yields its base URL, an intake key and its pid.
     ``extra_env``: more environment (``PYTHONPATH`` of another checkout, for bench/http_compare.py)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -298,7 +308,7 @@ def server(url: str, workers: int, extra_env: dict[str, str] | None = None) -> I
             **(extra_env or {}),
             "COVERAGE_CRITERIA_DATA_DIR": folder,
             "COVERAGE_CRITERIA_DATABASE_URL": url,
-            "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE": "0",
+            "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE": str(rate_limit),
         }
         created = subprocess.run([COMMAND, "keys", "create", "--role", "intake", "--label", "bench"],
                                  env=env, capture_output=True, text=True, check=True)
