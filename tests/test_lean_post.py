@@ -44,6 +44,9 @@ def requests(intake: str, reviewer: str, full_case: dict) -> list[tuple[str, dic
         ("valid", {**json_type, "X-API-Key": intake}, case),
         ("valid, +json type", {"Content-Type": "application/merge-patch+json; charset=utf-8", "X-API-Key": intake}, case),
         ("no key", json_type, case),
+        ("bearer key", {**json_type, "Authorization": f"Bearer {intake}"}, case),
+        ("another scheme", {**json_type, "Authorization": f"Basic {intake}"}, case),
+        ("both, X-API-Key first", {**json_type, "X-API-Key": "cc_0000000000000000_nope", "Authorization": f"Bearer {intake}"}, case),
         ("unknown key", {**json_type, "X-API-Key": "cc_0000000000000000_nope"}, case),
         ("reviewer key", {**json_type, "X-API-Key": reviewer}, case),
         ("not json", {**json_type, "X-API-Key": intake}, b'{"external_id": '),
@@ -73,11 +76,11 @@ def test_each_kind_of_request_gets_the_routes_answer(clients, database, full_cas
     (lean_answers, lean_log), (routed_answers, routed_log) = answers[True], answers[False]
     for mine, theirs in zip(lean_answers, routed_answers):
         assert mine == theirs
-    statuses = [201, 201, 401, 401, 201, 422, 422, 422, 422, 413, 422, 201, 201, 409]
+    statuses = [201, 201, 401, 201, 401, 401, 401, 201, 422, 422, 422, 422, 413, 422, 201, 201, 409]
     if lean.app.state.rate_limiter is not None:  # the intake key's fourth request on
-        statuses = [201, 201, 401, 401, 201, 422, 429, 429, 429, 413, 429, 429, 429, 429]  # 413 before the key
+        statuses = [201, 201, 401, 201, 401, 401, 401, 201, 429, 429, 429, 429, 413, 429, 429, 429, 429]  # 413 first
     assert [status for _, status, *_ in lean_answers] == statuses
-    assert lean_log == routed_log and len(lean_log) == 14 and "201 key=ID" in lean_log[0]
+    assert lean_log == routed_log and len(lean_log) == 17 and "201 key=ID" in lean_log[0]
 
 
 def test_the_rate_limit_answers_alike(clients, database, full_case):
