@@ -130,7 +130,7 @@ def bytes_cost(cases: list[dict], folder: Path) -> dict:
 
 
 def write_all(fd: int, texts: list[bytes]) -> None:
-    from service.cli import write_batch
+    from service.json_output import write_batch
 
     write_batch(fd, iter(texts))
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from service.engine.durable import EngineError
 from service.errors import InvalidInput
 from service.json_input import parse_json
-from service.json_output import json_bytes
+from service.json_output import json_bytes, write_batch
 from service.policy.rules import RuleError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -78,35 +78,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     sys.stdout.buffer.flush()
     write_batch(sys.stdout.fileno(), texts)
     return EXIT_OK
-
-
-_WRITE_AT_ONCE = 64  # buffers per system call (~0.7 MB of results; IOV_MAX is 1,024 on Linux)
-
-
-def write_batch(fd: int, texts: Iterator[bytes]) -> None:
-    """``[text,text,…]`` and a newline to a file descriptor: the bytes as they are (each ~20 kB
-    result is not decoded, encoded or copied again), many results a system call (``writev``)."""
-    buffers: list[bytes] = []
-    separator = b"["
-    for text in texts:
-        buffers += (separator, text)
-        separator = b","
-        if len(buffers) >= _WRITE_AT_ONCE:
-            _write_all(fd, buffers)
-            buffers = []
-    buffers += (b"[]\n" if separator == b"[" else b"]\n",)
-    _write_all(fd, buffers)
-
-
-def _write_all(fd: int, buffers: list[bytes]) -> None:
-    first = 0
-    while first < len(buffers):
-        written = os.writev(fd, buffers[first:first + _WRITE_AT_ONCE])
-        while first < len(buffers) and written >= len(buffers[first]):  # a pipe may take only part
-            written -= len(buffers[first])
-            first += 1
-        if written:
-            buffers[first] = buffers[first][written:]
 
 
 def _is_bundle(payload: Any) -> bool:

@@ -134,7 +134,7 @@ def test_rules_dir_from_the_environment(tmp_path):
 def test_a_batch_is_written_whole_through_a_pipe_many_results_a_system_call():
     import threading
 
-    from service.cli import _WRITE_AT_ONCE, write_batch
+    from service.json_output import _WRITE_AT_ONCE, write_batch
 
     for count in (0, 1, 3 * _WRITE_AT_ONCE + 1):
         texts = [json.dumps({"n": i, "pad": "x" * (i * 997 % 70_000)}).encode() for i in range(count)]

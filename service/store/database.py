@@ -145,7 +145,8 @@ class Database:
                     statements.append((compiled.sql, [compiled.parameters(row) for row in rows], True))
                     continue
             head, _, rest = compiled.sql.partition(" VALUES ")
-            tail = rest[rest.index(")") + 1:]  # ON CONFLICT … (constants only: nothing else is bound)
+            end = rest.find(") ON CONFLICT")  # an upsert's clause (constants only: nothing else is bound)
+            tail = rest[end + 1:] if end >= 0 else ""
             values = f"({', '.join(['%s' if postgresql else '?'] * len(compiled.order))})"
             statements.append((f"{head} VALUES {', '.join([values] * len(rows))}{tail}",
                                [value for row in rows for value in compiled.in_order(row)], False))
