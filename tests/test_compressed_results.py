@@ -12,9 +12,13 @@ from service.engine.evaluation import Evaluator
 from service.store.database import MIGRATIONS_DIR, Database, hold_migration_lock
 from service.store.evaluations import get_evaluation_result, list_evaluation_results, save_evaluation
 from service.store.idempotency import IdempotencyClaim
-from service.store.keys import create_key
+from service.store.keys import KeyRecord, create_key
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# An intake caller of the organization the rows below belong to (its own rows only), and a reviewer.
+OWN = KeyRecord("k", "intake", None, "default")
+OTHER = KeyRecord("k", "intake", None, "elsewhere")
+REVIEWER = KeyRecord("r", "reviewer", None, "elsewhere")
 
 
 def config() -> Config:
@@ -48,7 +52,7 @@ def columns(db: Database, evaluation_id: str) -> dict:
 def stored_columns(evaluation_id: str, result_json: str, key_id: str) -> dict:
     return {"evaluation_id": evaluation_id, "external_id": "Zoë – 患者", "key_id": key_id,
             "policy_id": "isass-2023-restorative-neurostimulation", "policy_version": "1.0.0",
-            "case_json": '{"external_id":"Zoë – 患者"}', "result_json": result_json}
+            "organization": "default", "case_json": '{"external_id":"Zoë – 患者"}', "result_json": result_json}
 
 
 def test_a_result_is_stored_as_a_zstd_frame_a_sixth_of_its_size(database, evaluator, full_case):
@@ -61,8 +65,10 @@ def test_a_result_is_stored_as_a_zstd_frame_a_sixth_of_its_size(database, evalua
     assert bytes(row["result_zstd"]).startswith(ZSTD_MAGIC)
     assert len(row["result_zstd"]) < len(result_json.encode()) / 4
     assert row["result_json"] == ""
-    assert get_evaluation_result(database, evaluation_id) == result_json
-    assert list_evaluation_results(database, "Zoë – 患者").results == [result_json]
+    assert get_evaluation_result(database, OWN, evaluation_id) == result_json
+    assert get_evaluation_result(database, REVIEWER, evaluation_id) == result_json
+    assert get_evaluation_result(database, OTHER, evaluation_id) is None  # another organization's
+    assert list_evaluation_results(database, OWN, "Zoë – 患者").results == [result_json]
 
 
 def test_rows_stored_before_0008_are_read_as_they_were_stored(database_url, evaluator, full_case):
@@ -85,8 +91,8 @@ def test_rows_stored_before_0008_are_read_as_they_were_stored(database_url, eval
         new_id, new_json = a_result(evaluator, full_case)
         save_evaluation(db, **stored_columns(new_id, new_json, key_id))
 
-        assert get_evaluation_result(db, old_id) == old_json
-        assert list_evaluation_results(db, "Zoë – 患者").results == [new_json, old_json]
+        assert get_evaluation_result(db, OWN, old_id) == old_json
+        assert list_evaluation_results(db, OWN, "Zoë – 患者").results == [new_json, old_json]
         previous = IdempotencyClaim.from_header("retry-1", key_id, b"{}").previous(db)
         assert (previous.evaluation_id, previous.result_json, previous.same_body) == (old_id, old_json, True)
     finally:
@@ -106,4 +112,4 @@ def test_downgrading_puts_compressed_results_back_as_text(database, evaluator, f
     with database.engine.connect() as connection:
         assert "result_zstd" not in {c["name"] for c in inspect(connection).get_columns("evaluations")}
     database.migrate()
-    assert get_evaluation_result(database, evaluation_id) == result_json
+    assert get_evaluation_result(database, OWN, evaluation_id) == result_json

@@ -3,7 +3,8 @@
 - ``tables``: the shared tables (API keys, evaluations, Idempotency-Key records) and the clock;
 - ``requests``: the requests table (and the upsert a submission writes it with);
 - ``determinations``: reviewers' determinations, append-only;
-- ``database``: engine, sessions, migrations, the driver-level statements of the hot path;
+- ``database``: engine, sessions, migrations, the driver-level statements of the hot path
+  (compiled once each by ``driver_sql``);
 - ``group_commit``: one writer thread committing every waiting evaluation together;
 - ``evaluations``: evaluations stored and read back byte for byte;
 - ``idempotency``: Idempotency-Key claims and records;
