@@ -9,8 +9,13 @@ loopback port with a temporary data folder (PostgreSQL: a database it creates an
 intake key with ``coverage-criteria keys create``, warms it up, and for each level keeps that
 many requests in flight with ``wrk`` (one client thread, one connection per request in flight):
 first ``GET /health`` for half as long (the floor: a bare endpoint on the same server, same
-middleware, no key, no body, no database), then ``POST /v1/evaluations`` with generated cases
-(``generate`` from bench/cli_batch.py; bench/wrk_requests.lua gives each its own external_id).
+middleware, no key, no body, no database), then ``POST /v1/evaluations`` with the bodies of
+../shared/bench/http-bodies-500.jsonl.gz (generated cases, ``generate`` from bench/cli_batch.py,
+where that file is absent; bench/wrk_requests.lua gives each its own external_id).
+
+The last lines say, for each run at 32 requests in flight, the figures the targets name and
+whether each holds (issue 22): SQLite with one worker, evaluations >= 0.6 x GET /health, >= 1,000
+evaluations/s and p99 <= 50 ms; PostgreSQL with two workers, >= 1,200 evaluations/s.
 
 wrk costs the client ~0.1 ms of CPU a request (an httpx load generator cost 3-6 ms on the same two
 CPUs and hid part of the server's speed). An evaluation counts once it was answered 201; after
@@ -22,12 +27,14 @@ Each level reports requests/s, p50/p99 latency (wrk's), and CPU per request from
 the server (all its processes), of PostgreSQL, of wrk, and how many CPUs' worth other processes
 took meanwhile and the hypervisor withheld (steal). On a shared machine read the ratio of
 evaluations to the floor measured in the same run, not the absolute figures.
-The per-key rate limit is off on the benchmark server (it measures capacity, one key sends all).
+The per-key rate limit is off on the benchmark server (it measures capacity, one key sends all);
+``--rate-limit 100000000`` turns it on without refusing anything, to measure what counting costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -49,15 +56,47 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from cli_batch import generate
+from service.store.evaluations import RESULT_COLUMNS, result_text
+from service.store.tables import Evaluation
 
 COMMAND = Path(sys.executable).parent / "coverage-criteria"
 LUA = Path(__file__).resolve().parent / "wrk_requests.lua"
 POSTGRES_ADMIN_URL = os.environ.get("COVERAGE_CRITERIA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STARTUP_SECONDS = 60
+SHARED_BODIES = Path(__file__).resolve().parents[2] / "shared" / "bench" / "http-bodies-500.jsonl.gz"
+TARGET_LEVEL = 32
+TARGETS = {  # (backend, workers) -> what must hold at TARGET_LEVEL in flight
+    ("sqlite", 1): {"over_health_at_least": 0.6, "per_second_at_least": 1000, "p99_ms_at_most": 50},
+    ("postgresql", 2): {"per_second_at_least": 1200},
+}
+
+
+def bodies() -> tuple[list[dict], str]:
+    """The cases to POST (without external_id) and where they came from."""
+    if SHARED_BODIES.exists():
+        lines = gzip.decompress(SHARED_BODIES.read_bytes()).decode().splitlines()
+        return [json.loads(line) for line in lines if line.strip()], str(SHARED_BODIES)
+    from cli_batch import generate
+
+    return generate(5_000), "generated (bench/cli_batch.py)"
+
+
+def against_targets(backend: str, workers: int, levels: list[dict]) -> dict[str, Any] | None:
+    targets = TARGETS.get((backend, workers))
+    level = next((level for level in levels if level["in_flight"] == TARGET_LEVEL), None)
+    if targets is None or level is None:
+        return None
+    measured = {"per_second": level["evaluations"]["per_second"], "over_health": level["evaluations_over_floor"],
+                "p99_ms": level["evaluations"]["p99_ms"]}
+    holds = {}
+    for name, bound in targets.items():
+        figure, _, sense = name.rpartition("_at_")
+        holds[name.replace("_at_", " at ").replace("_", " ") + f" {bound}"] = (
+            measured[figure] >= bound if sense == "least" else measured[figure] <= bound)
+    return {"run": f"{backend}:{workers}", "in_flight": TARGET_LEVEL, **measured, "holds": holds}
 
 
 def main() -> None:
@@ -66,17 +105,21 @@ def main() -> None:
                         help="backend:workers pairs (backend: sqlite or postgresql)")
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 8, 32, 128], help="requests in flight")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each evaluation level")
+    parser.add_argument("--rate-limit", type=int, default=0,
+                        help="the per-key rate limit a minute (default 0: off, one key sends everything); a "
+                             "limit too high to refuse anything measures what counting costs (PostgreSQL: a row a take)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
 
     load_at_start = [round(load, 2) for load in os.getloadavg()]
-    runs, failures = [], 0
+    runs, failures, summary = [], 0, []
+    cases, source = bodies()
     with tempfile.TemporaryDirectory() as folder:
         cases_file = Path(folder) / "cases.jsonl"
         cases_file.write_text("".join(
             json.dumps({k: v for k, v in case.items() if k != "external_id"}, separators=(",", ":")) + "\n"
-            for case in generate(5_000)
+            for case in cases
         ))
         levels = count()
         for backend, _, workers in (run.partition(":") for run in args.runs):
@@ -85,15 +128,20 @@ def main() -> None:
                     runs.append({"backend": backend, "workers": int(workers),
                                  "skipped": f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}"})
                     continue
-                with server(url, int(workers)) as (base_url, key, pid):
+                with server(url, int(workers), rate_limit=args.rate_limit) as (base_url, key, pid):
                     run = measure(base_url, key, pid, url, cases_file, levels, args)
             failures += sum(level["failures"] for level in run)
             runs.append({"backend": backend, "workers": int(workers), "levels": run})
+            if (checked := against_targets(backend, int(workers), run)) is not None:
+                summary.append(checked)
     print(json.dumps({
         "benchmark": "http_load",
+        "bodies": source,
         "load_generator": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
         "seconds_per_level": args.seconds,
+        "rate_limit_per_minute": args.rate_limit,
         "runs": runs,
+        "targets": summary,
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -101,6 +149,10 @@ def main() -> None:
             "load_average_at_start": load_at_start,
         },
     }, indent=2))
+    for checked in summary:  # the targets, in words, on standard error
+        holds = "; ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checked["holds"].items())
+        print(f"{checked['run']} at {checked['in_flight']} in flight: {checked['per_second']:.0f} evaluations/s = "
+              f"{checked['over_health']:.2f} x GET /health, p99 {checked['p99_ms']:.0f} ms -- {holds}", file=sys.stderr)
     sys.exit(1 if failures else 0)
 
 
@@ -162,14 +214,14 @@ def wrk(url: str, in_flight: int, seconds: float, env: dict[str, str], server_pi
 def check_stored(database, prefix: str, answered: int) -> list[str]:
     """Every answered evaluation of a level must be stored, its result and case naming its external_id
     (both begin with it: ``{"evaluation_id":…,"external_id":…`` and ``{"external_id":…``)."""
-    query = text("SELECT id, external_id, substr(result_json, 1, 120), substr(case_json, 1, 60) "
-                 "FROM evaluations WHERE external_id LIKE :pattern")
+    query = (select(Evaluation.id, Evaluation.external_id, Evaluation.case_json, *RESULT_COLUMNS)
+             .where(Evaluation.external_id.like(f"{prefix}-%")))
     with database.connect() as connection:
-        rows = connection.execute(query, {"pattern": f"{prefix}-%"}).all()
+        rows = connection.execute(query).all()
     problems = [f"only {len(rows)} stored for {answered} answered with 201"] if len(rows) < answered else []
-    for evaluation_id, external_id, result_start, case_start in rows:
+    for evaluation_id, external_id, case_json, *result in rows:
         expected = f'{{"evaluation_id":"{evaluation_id}","external_id":"{external_id}"'
-        if not result_start.startswith(expected) or not case_start.startswith(f'{{"external_id":"{external_id}"'):
+        if not result_text(*result).startswith(expected) or not case_json.startswith(f'{{"external_id":"{external_id}"'):
             problems.append(f"stored row {evaluation_id} does not match its external_id {external_id}")
     return problems
 
@@ -246,7 +298,8 @@ def database_url(backend: str) -> Iterator[str | None]:
 
 
 @contextmanager
-def server(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, int]]:
+def server(url: str, workers: int, extra_env: dict[str, str] | None = None,
+           rate_limit: int = 0) -> Iterator[tuple[str, str, int]]:
     """``coverage-criteria serve`` on a free loopback port; yields its base URL, an intake key and its pid.
     ``extra_env``: more environment (``PYTHONPATH`` of another checkout, for bench/http_compare.py)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -255,7 +308,7 @@ def server(url: str, workers: int, extra_env: dict[str, str] | None = None) -> I
             **(extra_env or {}),
             "COVERAGE_CRITERIA_DATA_DIR": folder,
             "COVERAGE_CRITERIA_DATABASE_URL": url,
-            "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE": "0",
+            "COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE": str(rate_limit),
         }
         created = subprocess.run([COMMAND, "keys", "create", "--role", "intake", "--label", "bench"],
                                  env=env, capture_output=True, text=True, check=True)

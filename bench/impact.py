@@ -40,6 +40,7 @@ from sqlalchemy import delete, insert, select  # noqa: E402
 
 from service.engine.evaluation import Evaluator  # noqa: E402
 from service.store.database import Database  # noqa: E402
+from service.store.evaluations import evaluation_row  # noqa: E402
 from service.store.tables import Evaluation, utc_now  # noqa: E402
 from service.store.keys import create_key  # noqa: E402
 
@@ -54,14 +55,14 @@ def fill(database: Database, evaluations: int, distinct: int) -> float:
     stored = []
     for case in generate(distinct):
         result = evaluator.evaluate(case)
-        stored.append((case["external_id"], json.dumps(case), json.dumps(result)))
+        # a row as the service stores it (its result compressed), copied below under new ids
+        stored.append(evaluation_row(evaluation_id="", external_id=case["external_id"], policy_id=ISASS,
+                                     policy_version="1.0.0", key_id=key_id, case_json=json.dumps(case),
+                                     result_json=json.dumps(result))[1])
     for start in range(0, evaluations, 1000):
         rows = []
         for index in range(start, min(start + 1000, evaluations)):
-            external_id, case_json, result_json = stored[index % distinct]
-            rows.append({"id": str(uuid.uuid4()), "external_id": external_id, "policy_id": ISASS,
-                         "policy_version": "1.0.0", "key_id": key_id, "case_json": case_json,
-                         "result_json": result_json, "created_at": utc_now()})
+            rows.append({**stored[index % distinct], "id": str(uuid.uuid4()), "created_at": utc_now()})
         with database.write() as connection:
             connection.execute(insert(Evaluation), rows)
     return time.perf_counter() - started

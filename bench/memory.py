@@ -2,9 +2,9 @@
 
     python bench/memory.py [--evaluations 1000000] [--warmup 10000] [--samples 20] [--max-growth-mib M]
 
-One Evaluator evaluates generated cases (``generate`` from bench/cli_batch.py, each evaluation
-with its own external_id, so nothing keyed on the case can hide a leak by repeating) and drops
-each result. Resident memory (``/proc/self/statm``) and the number of objects the garbage
+One Evaluator evaluates the shared bench cases (../shared/bench/cases-20000.json.gz, or generated
+ones where absent: ``bench_cases`` of bench/cli_batch.py), cycled, each evaluation with its own
+external_id, so nothing keyed on the case can hide a leak by repeating, and drops each result. Resident memory (``/proc/self/statm``) and the number of objects the garbage
 collector tracks are sampled at start, after the warm-up, at intervals and at the end.
 ``growth_after_warmup_mib`` is what a per-case leak (sids never deleted, results or facts kept
 in a cache) would make grow with the number of evaluations; with ``--max-growth-mib`` the exit
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_batch import generate  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from cli_batch import bench_cases  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 from service.engine.evaluation import Evaluator  # noqa: E402
 
@@ -46,14 +46,14 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=1_000_000)
     parser.add_argument("--warmup", type=int, default=10_000, help="evaluations before the baseline sample")
     parser.add_argument("--samples", type=int, default=20, help="samples after the warm-up")
-    parser.add_argument("--distinct", type=int, default=5_000, help="generated cases to cycle through")
+    parser.add_argument("--distinct", type=int, default=20_000, help="cases to cycle through")
     parser.add_argument("--max-growth-mib", type=float, help="exit 1 if memory grows more after warm-up")
     args = parser.parse_args()
     if not 0 < args.warmup < args.evaluations:
         parser.error("--warmup must be above 0 and below --evaluations")
 
     evaluator = Evaluator.from_rules_dir()
-    cases = generate(args.distinct)
+    cases, _ = bench_cases(args.distinct)
     every = max(1, (args.evaluations - args.warmup) // args.samples)
     samples = []
 

@@ -13,7 +13,7 @@ import durable_rules_engine
 from durable.engine import Host
 
 from service.engine.durable import EngineError, fact_json
-from service.policy.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
+from service.policy.compiler import DISCRIMINATOR, CompiledPolicy
 
 
 class _QuietHost(Host):
@@ -37,7 +37,7 @@ class ReferenceEngine:
         self._host = _QuietHost()
         self._lock = threading.Lock()
         self._sids = itertools.count(1)
-        self._registered: set[str] = set()
+        self._registered: dict[str, str] = {}  # ruleset -> its sentinel rule
         self._fired: list[str] = []
 
     def register(self, compiled: CompiledPolicy) -> None:
@@ -48,7 +48,7 @@ class ReferenceEngine:
             for rule_name, rule in definition.items():
                 rule["run"] = self._recorder(rule_name)
             self._host.register_rulesets({compiled.name: definition})
-            self._registered.add(compiled.name)
+            self._registered[compiled.name] = compiled.sentinel
 
     def _recorder(self, rule_name: str) -> Callable[[Any], None]:
         def record(_closure: Any) -> None:
@@ -59,15 +59,16 @@ class ReferenceEngine:
     def run(self, ruleset: str, facts: dict[str, Any]) -> set[str]:
         if ruleset not in self._registered:
             raise EngineError(f"ruleset {ruleset} is not registered")
+        sentinel = self._registered[ruleset]
         with self._lock:
             sid = str(next(self._sids))
             self._fired = fired = []
             try:
                 state = self._host.assert_fact_text(ruleset, fact_json({**facts, **DISCRIMINATOR, "sid": sid}))
             finally:
-                if SENTINEL in fired:
+                if sentinel in fired:
                     self._host.delete_state(ruleset, sid)
-            if SENTINEL not in fired:
+            if sentinel not in fired:
                 raise EngineError(f"the sentinel rule of {ruleset} did not fire; sid {sid} left live")
             if state and state.get("exception"):
                 raise EngineError(f"a rule action of {ruleset} raised: {state['exception']}")

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from service.app import create_app
 from service.policy.fields import load_dictionary
 from service.store.keys import create_key, revoke_key
+from service.store.evaluations import result_text as stored_result_text
 from service.store.tables import Evaluation
 
 POLICY_ID = "isass-2023-restorative-neurostimulation"
@@ -73,7 +74,7 @@ def test_the_case_and_result_are_stored_with_policy_version_and_key(client, data
         key_id,
     )
     assert json.loads(row.case_json) == full_case
-    assert row.result_json == result_text
+    assert stored_result_text(row.result_zstd, row.result_json_before_0008) == result_text
 
 
 def test_a_stored_evaluation_is_served_back_byte_for_byte(client, intake_key, full_case):

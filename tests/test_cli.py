@@ -129,3 +129,27 @@ def test_rules_dir_from_the_environment(tmp_path):
     (folder / "golden.yaml").unlink()
     result = run("rules", "check", env={"COVERAGE_CRITERIA_RULES_DIR": str(tmp_path / "rules")})
     assert result.returncode == 2 and "golden.yaml: missing" in result.stderr
+
+
+def test_a_batch_is_written_whole_through_a_pipe_many_results_a_system_call():
+    import threading
+
+    from service.json_output import _WRITE_AT_ONCE, write_batch
+
+    for count in (0, 1, 3 * _WRITE_AT_ONCE + 1):
+        texts = [json.dumps({"n": i, "pad": "x" * (i * 997 % 70_000)}).encode() for i in range(count)]
+        reading, writing = os.pipe()  # a pipe holds 64 kB: the writer waits on the reader
+        received = bytearray()
+
+        def read_all() -> None:
+            while chunk := os.read(reading, 1 << 20):
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        write_batch(writing, iter(texts))
+        os.close(writing)
+        reader.join()
+        os.close(reading)
+        assert bytes(received) == b"[" + b",".join(texts) + b"]\n"
+        assert [item["n"] for item in json.loads(received)] == list(range(count))

@@ -25,6 +25,7 @@ from crd_invariants import coverage_informations, values
 from fhir_support import bundle, nrs, order, patient
 from requests_support import DENIAL_REASON, case
 from service.store.determinations import CLOSING, Determination
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.keys import create_key
 from service.store.requests import Request
 from service.store.tables import Evaluation
@@ -133,7 +134,7 @@ def _check(database, model: Model) -> None:
     with database.session() as session:
         requests = {r.external_id: r for r in session.scalars(select(Request).where(Request.external_id.in_(mine)))}
         stored = session.scalars(select(Determination).join(Request).where(Request.external_id.in_(mine))).all()
-        results = session.execute(select(Evaluation.id, Evaluation.request_id, Evaluation.result_json)
+        results = session.execute(select(Evaluation.id, Evaluation.request_id, *RESULT_COLUMNS)
                                   .where(Evaluation.external_id.in_(mine) | Evaluation.id.in_(model.hook_evaluations))).all()
     assert {d.id for d in stored} == model.determined
     for determination in stored:
@@ -145,7 +146,7 @@ def _check(database, model: Model) -> None:
         assert request.state == ("decided" if model.decided[ref] else "open")
         assert (request.id, request.submissions, request.latest_evaluation_id) == (
             model.request_ids[ref], len(evaluations), evaluations[-1])
-    for evaluation_id, request_id, result_json in results:
-        result = json.loads(result_json)
+    for evaluation_id, request_id, *stored in results:
+        result = json.loads(result_text(*stored))
         assert not _outcome_values(result)
         assert (request_id is None) == (evaluation_id in model.hook_evaluations) == (result["request_id"] is None)

@@ -12,7 +12,7 @@ import pytest
 
 
 from conftest import FULL_CASE, statuses, with_dictionary
-from service.policy.compiler import DISCRIMINATOR, SENTINEL, compile_policy
+from service.policy.compiler import DISCRIMINATOR, compile_policy
 from service.engine.durable import EngineError, RulesEngine, case_fact_json
 from service.engine.evaluation import Evaluator
 from service.policy.rules import load_catalog
@@ -43,10 +43,11 @@ def findings(result: dict) -> tuple:
 
 def test_every_rule_is_guarded_by_the_discriminator_and_a_sentinel_matches_every_case():
     for version in load_catalog().all_versions():
-        ruleset = compile_policy(version).ruleset
-        assert ruleset[SENTINEL] == {"all": [{"m": DISCRIMINATOR}]}
+        compiled = compile_policy(version)
+        ruleset = compiled.ruleset
+        assert ruleset[compiled.sentinel] == {"all": [{"m": DISCRIMINATOR}]}
         for name, rule in ruleset.items():
-            if name != SENTINEL:
+            if name != compiled.sentinel:
                 assert rule["all"][0]["m"]["$and"][0] == DISCRIMINATOR, name
 
 
@@ -169,7 +170,7 @@ def test_registration_leaves_the_compiled_ruleset_intact_and_is_done_once():
     engine.register(compiled)
     engine.register(compiled)
     assert all("run" not in rule for rule in compiled.ruleset.values())
-    assert SENTINEL in engine.run(compiled.name, {})
+    assert compiled.sentinel in engine.run(compiled.name, {})
 
 
 def test_an_unregistered_ruleset_is_an_engine_error():
@@ -184,3 +185,19 @@ def test_numbers_python_writes_with_a_bare_exponent_reach_the_engine_exactly(eva
     chronic = result["criteria"][1]
     assert chronic["status"] == ("met" if number >= 3 else "not_met")
     assert chronic["evidence"][0]["value"] == number
+
+
+@pytest.mark.parametrize("value", [1e-05, 1e-4, 9.99e14, 1e15, 1e16, 2e16, 5e-324, 1.7976931348623157e308, -0.0, 7.0,
+                                   123456789012345680000.0, 10**30, "5e", "null", "M5E1", ["M54.5", "7e", ""]])
+def test_a_case_fact_is_the_careful_writers_text_whoever_writes_it(value):
+    """orjson writes the fact unless its text might differ from fact_json's (exponents, null)."""
+    from service.engine.durable import _CASE_FIELDS, fact_json
+
+    facts = {"A": {"B": value, "C": True}, "D": ["X", ""]}
+    assert case_fact_json(facts) == fact_json(facts)[:-1] + f",{_CASE_FIELDS}}}"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_case_fact_refuses_numbers_that_are_not_finite(value):
+    with pytest.raises(ValueError):
+        case_fact_json({"A": {"B": value}})

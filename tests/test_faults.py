@@ -20,6 +20,7 @@ from service.app import create_app
 from service.store.keys import create_key
 from service.settings import Settings
 from service.store.database import Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.tables import Evaluation
 from servers import ROOT, WAIT_SECONDS, free_port, serve_command
 from tcp_proxy import TcpProxy
@@ -41,11 +42,11 @@ def assert_unavailable(response):
 def stored_rows(database, prefix):
     with database.session() as session:
         rows = session.execute(
-            select(Evaluation.id, Evaluation.external_id, Evaluation.result_json).where(
+            select(Evaluation.id, Evaluation.external_id, *RESULT_COLUMNS).where(
                 Evaluation.external_id.startswith(prefix)
             )
         )
-        return {row.id: (row.external_id, row.result_json) for row in rows}
+        return {row[0]: (row[1], result_text(*row[2:])) for row in rows}
 
 
 @pytest.fixture

@@ -145,3 +145,44 @@ def test_rows_of_several_tables_are_inserted_parents_first_in_one_transaction(da
         database.writer.commit([key_row("bbbbbbbbbbbbbbbb"), row("with-new-key", "bbbbbbbbbbbbbbbb")])
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.id == "bbbbbbbbbbbbbbbb")) == 0
+
+
+def test_a_batch_is_inserted_in_dependency_order_whatever_order_its_items_came_in(database, key_id, writer):
+    """An item may refer to a parent row of another item of the same batch, queued after it;
+    rows of one table may leave out different columns."""
+    from service.store.idempotency import IdempotencyClaim
+    from service.store.tables import utc_now
+
+    blocker = writer.submit([row("blocker", key_id)])
+    assert writer.first_begun.wait(30)
+    claim = IdempotencyClaim(key_id, "child-first", "0" * 64)
+    child = writer.submit([claim.row("parent", utc_now())])  # the record before its evaluation
+    parent = writer.submit([row("parent", key_id)])
+    table, fewer = row("fewer-columns", key_id)
+    fewer.pop("result_zstd")  # a nullable column left out: its own insert
+    other = writer.submit([(table, fewer)])
+    writer.release.set()
+    for future in (blocker, child, parent, other):
+        assert future.result(30) is None
+    assert writer.transactions == [1, 3]
+    assert stored_ids(database) == {"blocker", "parent", "fewer-columns"}
+    assert claim.previous(database).evaluation_id == "parent"
+
+
+def test_an_idempotency_key_recorded_meanwhile_fails_only_its_own_item(database, key_id, writer):
+    from service.store.idempotency import IdempotencyClaim
+    from service.store.tables import utc_now
+
+    claim = IdempotencyClaim(key_id, "raced", "0" * 64)
+    blocker = writer.submit([row("blocker", key_id)])
+    assert writer.first_begun.wait(30)
+    first = writer.submit([row("first", key_id), claim.row("first", utc_now())])
+    second = writer.submit([row("second", key_id), claim.row("second", utc_now())])
+    bystander = writer.submit([row("bystander", key_id)])
+    writer.release.set()
+    for future in (blocker, first, bystander):
+        assert future.result(30) is None
+    with pytest.raises(IntegrityError):
+        second.result(30)
+    assert stored_ids(database) == {"blocker", "first", "bystander"}  # "second" not stored without its record
+    assert claim.previous(database).evaluation_id == "first"

@@ -175,8 +175,10 @@ def test_facts_hold_lists_closed_with_an_empty_code():
     from service.engine.durable import fact_json
     from service.policy.compiler import CompiledPolicy
 
-    compiled = CompiledPolicy("p", {}, ("low_back_pain.nrs", "diagnosis_codes"))
+    compiled = CompiledPolicy("p", {}, ("low_back_pain.nrs", "diagnosis_codes"),
+                              {"low_back_pain.nrs": "A.B", "diagnosis_codes": "C"}, {"0": None}, "0",
+                              lists=frozenset({"diagnosis_codes"}))
     facts = compiled.facts({"diagnosis_codes": ["M54.50"], "low_back_pain.nrs": 1e-05, "patient.bmi": 30})
-    assert facts == {"diagnosis_codes": ["M54.50", ""], "low_back_pain": {"nrs": 1e-05}}  # only what rules read
-    assert fact_json(facts) == '{"low_back_pain":{"nrs":0.00001},"diagnosis_codes":["M54.50",""]}'
+    assert facts == {"C": ["M54.50", ""], "A": {"B": 1e-05}}  # only what rules read, under their short names
+    assert fact_json(facts) == '{"A":{"B":0.00001},"C":["M54.50",""]}'
     assert fact_json({"codes": []}) == '{"codes":[]}'

@@ -15,7 +15,7 @@ from cds_support import COVERAGE, PATIENT, hook, signer  # noqa: F401 - a fixtur
 from service import cli
 from service.app import create_app
 from service.settings import Settings
-from service.store.evaluations import get_evaluation_result, list_evaluation_results
+from service.store.evaluations import RESULT_COLUMNS, get_evaluation_result, list_evaluation_results, result_text
 from service.store.keys import KeyRecord, authenticate, create_key, list_keys
 from service.store.tables import ApiKey, Evaluation, utc_now
 
@@ -86,9 +86,9 @@ def test_a_cds_client_s_evaluations_belong_to_its_organization_default_its_issue
         cds.signer = signer
         assert hook(cds, body).status_code == 200
     with database.session() as session:
-        stored = session.execute(select(Evaluation.organization, Evaluation.result_json)).one()
-    assert stored.organization == expected
-    assert json.loads(stored.result_json)["submitter"] == {"organization": expected}
+        stored = session.execute(select(Evaluation.organization, *RESULT_COLUMNS)).one()
+    assert stored[0] == expected
+    assert json.loads(result_text(*stored[1:]))["submitter"] == {"organization": expected}
 
 
 def test_keys_and_evaluations_stored_before_organizations_belong_to_default(database, client, full_case):

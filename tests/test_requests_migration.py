@@ -14,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import insert, select
 
 from service.store.database import MIGRATIONS_DIR, Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.requests import Request
 from service.store.tables import ApiKey, Evaluation, as_utc
 
@@ -69,7 +70,7 @@ def test_stored_evaluations_are_grouped_into_requests(old_database):
     with old_database.session() as session:
         requests = {(r.policy_id, r.external_id): r for r in session.scalars(select(Request))}
         owners = dict(session.execute(select(Evaluation.id, Evaluation.request_id)).all())
-        texts = dict(session.execute(select(Evaluation.id, Evaluation.result_json)).all())
+        texts = {row[0]: result_text(*row[1:]) for row in session.execute(select(Evaluation.id, *RESULT_COLUMNS))}
     assert sorted(requests) == [("isass", "INTAKE-1"), ("isass", "INTAKE-2"), ("mp-623", "INTAKE-1")]
     first = requests["isass", "INTAKE-1"]
     assert (first.submissions, first.latest_evaluation_id, first.latest_outcome) == (2, "e2", "all_criteria_met")

@@ -28,7 +28,7 @@ from service.fhir.intake import FhirCase, case_from_resources
 from service.fhir.outcome import FHIR_JSON, Issue, operation_outcome
 from service.settings import Settings
 from service.store.idempotency import IdempotencyClaim
-from service.web.ratelimit import RateLimiter
+from service.web.ratelimit import Buckets, RateLimiter
 
 logger = logging.getLogger("service.cds")
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
@@ -52,14 +52,16 @@ class CdsConfig:
     services: dict[str, discovery.Service] | None = None  # from the catalogue, on first use
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CdsConfig:
-        """``COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE`` = 0 turns the CDS limits off too."""
+    def from_settings(cls, settings: Settings, shared: Buckets | None = None) -> CdsConfig:
+        """``COVERAGE_CRITERIA_RATE_LIMIT_PER_MINUTE`` = 0 turns the CDS limits off too; ``shared``:
+        the buckets every server sharing the database counts in (see service.web.ratelimit)."""
         per_minute = settings.rate_limit_per_minute
         return cls(
             ClientRegistry.from_file(settings.cds_clients_file), settings.public_url,
-            RateLimiter(per_minute) if per_minute else None,
-            RateLimiter(FEEDBACK_PER_MINUTE) if per_minute else None,
-            RateLimiter(DISCOVERY_PER_MINUTE, max_buckets=10_000) if per_minute else None,
+            RateLimiter(per_minute, name="cds-hooks", shared=shared) if per_minute else None,
+            RateLimiter(FEEDBACK_PER_MINUTE, name="cds-feedback", shared=shared) if per_minute else None,
+            RateLimiter(DISCOVERY_PER_MINUTE, max_buckets=10_000, name="cds-discovery", shared=shared)
+            if per_minute else None,
         )
 
 

@@ -28,6 +28,7 @@ from service.engine.ids import new_id
 from service.errors import Conflict, InvalidInput, NotFound
 from service.requests.people import display_name
 from service.store.database import Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.determinations import CLOSING, OUTCOMES, Determination, determination_dict
 from service.store.keys import KeyRecord
 from service.store.requests import Request
@@ -72,14 +73,14 @@ def record_determination(db: Database, request_id: str, body: Any, *, reviewer: 
         request = session.execute(select(Request.latest_evaluation_id).where(Request.id == request_id)).first()
         if request is None:
             raise NotFound(NO_SUCH_REQUEST)
-        evaluation = session.execute(select(Evaluation.request_id, Evaluation.result_json)
+        evaluation = session.execute(select(Evaluation.request_id, *RESULT_COLUMNS)
                                      .where(Evaluation.id == asked.evaluation_id)).first() \
             if storable(asked.evaluation_id) else None
         amended = session.scalar(select(Determination.request_id).where(Determination.id == asked.amends)) \
             if asked.amends is not None and storable(asked.amends) else None
     if evaluation is None or evaluation.request_id != request_id:
         raise InvalidInput.one("evaluation_id", "Not a submission of this request", "unknown_evaluation")
-    _check(asked, orjson.loads(evaluation.result_json), amended, request_id)
+    _check(asked, orjson.loads(result_text(*evaluation[1:])), amended, request_id)
     row = {
         "id": new_id(),
         "request_id": request_id,

@@ -26,13 +26,14 @@ engine is driven directly, and its sharp edges are handled here:
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
 import durable_rules_engine
 import orjson
 
-from service.policy.compiler import DISCRIMINATOR, SENTINEL, CompiledPolicy
+from service.policy.compiler import DISCRIMINATOR, CompiledPolicy
 from service.policy.fields import plain_decimal
 
 SID = "1"
@@ -77,55 +78,56 @@ def fact_json(value: Any) -> str:
     raise TypeError(f"a fact cannot hold {type(value).__name__}")
 
 
-def _fixed_point_anyway(value: Any) -> bool:
-    """Whether orjson writes ``value`` as ``fact_json`` would: every float between 1e-4 and 1e15
-    (or zero), where both write plain decimals with the same shortest round-trip digits."""
-    if isinstance(value, float):
-        return value == 0 or 1e-4 <= abs(value) < 1e15  # False for NaN and infinities too
-    if isinstance(value, dict):
-        return all([_fixed_point_anyway(v) for v in value.values()])
-    if isinstance(value, list):
-        return all([_fixed_point_anyway(v) for v in value])
-    return True
+# Where orjson's text may differ from ``fact_json``'s: a number with an exponent (orjson writes
+# 1e-7 and 2e+16 so; any float it writes without one has the same digits as ``fact_json``,
+# checked over the whole range of doubles) and ``null``, which is how orjson writes NaN and
+# infinities (``fact_json`` refuses them). A string holding "e-", "e+" or "e" and a digit costs
+# the slow path, no more. (A pattern starting with a letter is searched for that letter first:
+# ~0.3 µs a fact here; "[0-9]e|null" took ~3 µs, walking the facts for such floats ~2.5 µs.)
+_EXPONENT = re.compile(rb"e[-+0-9]").search
+_CASE_TAIL = f",{_CASE_FIELDS}}}".encode()
 
 
 def case_fact_json(facts: dict[str, Any]) -> str:
     """The fact for one case: its sections, the discriminator, the sid and the fixed fact id.
-    Written by orjson (~5 times faster) unless a number needs ``fact_json``'s care."""
+    Written by orjson (~10 times faster) unless a number needs ``fact_json``'s care."""
     if not facts:
         return f"{{{_CASE_FIELDS}}}"
-    sections = None
-    if _fixed_point_anyway(facts):
-        try:
-            sections = orjson.dumps(facts).decode()
-        except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
-            pass
-    if sections is None:
-        sections = fact_json(facts)
-    return f"{sections[:-1]},{_CASE_FIELDS}}}"
+    try:
+        text = orjson.dumps(facts)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
+        text = None
+    if text is None or _EXPONENT(text) or b"null" in text:
+        return f"{fact_json(facts)[:-1]},{_CASE_FIELDS}}}"
+    return (text[:-1] + _CASE_TAIL).decode()
 
 
-def fire_actions(handle: int, offset: int) -> set[str]:
-    """Start and complete every action queued for a state; the names of their rules. (The name
-    is read up to its closing quote: rule names are checked to need no JSON escaping.)"""
+def fire_actions(handle: int, offset: int, width: int) -> set[str]:
+    """Start and complete every action queued for a state; the names of their rules. An action's
+    message is ``{"<rule name>":{"m":…}}``, and every rule name has ``width`` characters that
+    need no JSON escaping (checked at registration), so a name is read at a fixed place."""
     fired: set[str] = set()
+    add, end = fired.add, 2 + width
     started = durable_rules_engine.start_action_for_state(handle, offset)
     message = started[1] if started else None
+    complete_and_start = durable_rules_engine.complete_and_start_action
     while message is not None:
-        fired.add(message[2:message.index('"', 2)])
-        message = durable_rules_engine.complete_and_start_action(handle, offset)
+        add(message[2:end])
+        message = complete_and_start(handle, offset)
     return fired
 
 
 class _Ruleset:
     def __init__(self, compiled: CompiledPolicy) -> None:
+        self.width = len(compiled.sentinel)
         for rule_name in compiled.ruleset:
-            # An action's message is {"<rule name>": {"m": ...}}; the name is read up to its quote.
-            if '"' in rule_name or "\\" in rule_name:
-                raise EngineError(f"rule name {rule_name!r} of {compiled.name} needs JSON escaping")
-        for path in compiled.fields:
-            if path.partition(".")[0] in _RESERVED:
-                raise EngineError(f"{compiled.name} reads {path}, whose section the engine reserves")
+            # An action's message is {"<rule name>":{"m":...}}; the name is read at a fixed place.
+            if len(rule_name) != self.width or not rule_name.isascii() or not rule_name.isalnum():
+                raise EngineError(f"rule name {rule_name!r} of {compiled.name} is not {self.width} letters or digits")
+        for path, key in compiled.keys.items():
+            if key.partition(".")[0] in _RESERVED:
+                raise EngineError(f"{compiled.name} names {path} {key}, which the engine reserves")
+        self.sentinel = compiled.sentinel
         self.rule_names = frozenset(compiled.ruleset)
         try:
             self.handle = durable_rules_engine.create_ruleset(compiled.name, json.dumps(compiled.ruleset))
@@ -167,13 +169,13 @@ class RulesEngine:
                 engine.delete_state(handle, SID)
             raise EngineError(f"durable-rules answered {code} to a case of {name}")
         try:
-            fired = fire_actions(handle, offset)
+            fired = fire_actions(handle, offset, ruleset.width)
             engine.retract_fact(handle, _RETRACTION)
         except BaseException as error:
             engine.abandon_action(handle, offset)
             engine.delete_state(handle, SID)  # the sentinel stored a fact: safe
             raise EngineError(f"durable-rules failed on {name}: {type(error).__name__}") from error
-        if SENTINEL not in fired or not fired <= ruleset.rule_names:
+        if ruleset.sentinel not in fired or not fired <= ruleset.rule_names:
             engine.delete_state(handle, SID)
             raise EngineError(f"{name} fired {sorted(fired - ruleset.rule_names) or 'no sentinel'}")
         return fired

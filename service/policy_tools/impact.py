@@ -30,6 +30,7 @@ from service.engine.evaluation import Evaluator
 from service.errors import InvalidInput
 from service.policy.rules import Catalog, PolicyVersion
 from service.store.database import Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.tables import Evaluation
 
 BATCH = 250  # rows per batch read from the database and handed to a worker
@@ -85,7 +86,7 @@ def _moves(before: dict[str, str], after: dict[str, str]) -> dict[str, str]:
 
 # --- replaying one batch (in this process or a worker) ------------------------------------------
 
-Row = tuple[str, str, str, str, str]  # id, external_id, policy_id, case_json, result_json
+Row = tuple[str, str, str, str, bytes | None, str]  # id, external_id, policy_id, case_json, *RESULT_COLUMNS
 _replayer: tuple[Evaluator, dict[str, PolicyVersion]] | None = None
 
 
@@ -99,8 +100,8 @@ def _replay(rows: list[Row]) -> list[tuple]:
     ``(policy, id, external_id, problem)`` when the stored case cannot be evaluated again."""
     evaluator, newest = _replayer
     out = []
-    for evaluation_id, external_id, policy_id, case_json, result_json in rows:
-        stored = pydantic_core.from_json(result_json)
+    for evaluation_id, external_id, policy_id, case_json, *result in rows:
+        stored = pydantic_core.from_json(result_text(*result))
         try:
             payload = pydantic_core.from_json(case_json)
             case = evaluator.validate(payload)
@@ -160,8 +161,7 @@ def _read_only(connection: Connection) -> None:
 
 def _batches(connection: Connection, conditions: list) -> Iterator[list[Row]]:
     statement = (
-        select(Evaluation.id, Evaluation.external_id, Evaluation.policy_id, Evaluation.case_json,
-               Evaluation.result_json)
+        select(Evaluation.id, Evaluation.external_id, Evaluation.policy_id, Evaluation.case_json, *RESULT_COLUMNS)
         .where(*conditions)
         # By the primary key: its index gives the rows in order without sorting them first (by
         # created_at, SQLite sorted every matched row, 20 kB results and all, before the first came

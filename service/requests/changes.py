@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import select, tuple_
 
 from service.store.database import Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.tables import Evaluation, storable
 
 # The request's identity: the same in every submission of it, never a change.
@@ -25,8 +26,7 @@ def evaluation_changes(db: Database, evaluation_id: str) -> dict[str, Any] | Non
     evaluation. A field, criterion or flag that only one of the two has is null in the other."""
     if not storable(evaluation_id):
         return None
-    columns = (Evaluation.id, Evaluation.request_id, Evaluation.created_at, Evaluation.case_json,
-               Evaluation.result_json)
+    columns = (Evaluation.id, Evaluation.request_id, Evaluation.created_at, Evaluation.case_json, *RESULT_COLUMNS)
     with db.session() as session:
         this = session.execute(select(*columns).where(Evaluation.id == evaluation_id)).first()
         if this is None:
@@ -43,7 +43,7 @@ def evaluation_changes(db: Database, evaluation_id: str) -> dict[str, Any] | Non
                "fields": [], "criteria": [], "flags": []}
     if previous is None:
         return changes
-    before, after = orjson.loads(previous.result_json), orjson.loads(this.result_json)
+    before, after = orjson.loads(result_text(*previous[4:])), orjson.loads(result_text(*this[4:]))
     return {
         **changes,
         "previous_evaluation_id": previous.id,

@@ -27,6 +27,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 
 from service.requests.people import name_column, person
 from service.store.database import Database
+from service.store.evaluations import RESULT_COLUMNS, result_text
 from service.store.determinations import Determination, determination_dict
 from service.store.paging import Page, soonest_first
 from service.store.tenancy import Caller, visible_to
@@ -103,14 +104,14 @@ def get_request(db: Database, request_id: str, caller: Caller, *,
         if row is None:
             return None
         submissions = session.execute(
-            select(Evaluation.id, Evaluation.result_json).where(Evaluation.request_id == request_id)
+            select(Evaluation.id, *RESULT_COLUMNS).where(Evaluation.request_id == request_id)
             .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())).all()
         determinations = [determination_dict(d) for d in session.scalars(
             select(Determination).where(Determination.request_id == request_id)
             .order_by(Determination.recorded_at, Determination.id))]
     evaluations = []
-    for index, (evaluation_id, result_json) in enumerate(submissions):
-        result = orjson.loads(result_json)
+    for index, (evaluation_id, *stored) in enumerate(submissions):
+        result = orjson.loads(result_text(*stored))
         evaluations.append({"evaluation_id": evaluation_id, "submission": len(submissions) - index,
                             "evaluated_at": result.get("evaluated_at"), "outcome": result["summary"]["outcome"]})
     latest = determinations[-1] if determinations else None

@@ -6,7 +6,8 @@
   8 hours at most).
 - Every form carries a CSRF token: the session's own once signed in; before that (the sign-in
   form) a random value that must match a cookie set with the form (double submit).
-- Sign-in attempts are limited per client address, whatever their outcome.
+- Sign-in attempts are limited per client address, whatever their outcome (in PostgreSQL, so
+  the limit holds across every server sharing the database).
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def sign_in_retry_after(request: Request) -> int:
     """Take one sign-in attempt for the client's address: 0 when allowed, else seconds to wait."""
     state = request.app.state
     limiter = getattr(state, "review_sign_in_limiter", None)
-    if limiter is None:
-        limiter = state.review_sign_in_limiter = RateLimiter(SIGN_IN_ATTEMPTS_PER_MINUTE, max_buckets=10_000)
+    if limiter is None:  # counted in the buckets every server shares, when there are such
+        limiter = state.review_sign_in_limiter = RateLimiter(
+            SIGN_IN_ATTEMPTS_PER_MINUTE, max_buckets=10_000, name="review-sign-in",
+            shared=getattr(state, "shared_buckets", None))
     return limiter.retry_after(request.client.host if request.client else "unknown")
 
 

@@ -1,6 +1,25 @@
-"""Group commit: one writer thread commits every evaluation waiting at that moment in one
-transaction, so one fsync serves many, and each caller learns that its own rows are durable only
-once that commit has returned."""
+"""Group commit: one writer thread commits every item waiting at that moment in one transaction,
+so one fsync serves many, and each caller learns that its own rows are durable only once that
+commit has returned.
+
+An item is every row one request must have stored before it answers, of any tables, each with
+its table or with an INSERT statement of its own (an upsert: ``store/requests.request_upsert``):
+``[(target, row), ...]``, parents first. Whatever a request writes joins its item, so that it
+costs no commit of its own: its request row, the evaluation's row, its Idempotency-Key record,
+an audit record::
+
+    rows = [request_row(...), evaluation_row(...), claim.row(evaluation_id, created_at), audit_row(...)]
+    await db.writer.commit_async(rows)   # returns once all of them are committed; raises if not
+
+(a read that only writes its audit record commits an item of one row). The writer inserts a
+batch a statement per target and set of columns (rows of one table may leave out different
+columns), parents first: in the order each item gives, and after every table a row's foreign
+keys refer to, so a row may refer to a parent row of any item of the batch. An item's rows are
+stored together or not at all: when a batch fails on one item (a duplicate key, an
+Idempotency-Key recorded meanwhile), each item is committed again alone, and only that one
+fails, with the database's error (IntegrityError). Rows of a table written by other means too
+(a unique key a request may race for) fail their item that way, never the batch.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +57,7 @@ class GroupCommit:
     Waiters on an event loop are woken with one call per batch, not one per item.
     """
 
-    def __init__(self, insert: Callable[[dict[Target, list[dict[str, Any]]]], None]) -> None:
+    def __init__(self, insert: Callable[[dict[tuple[Target, tuple[str, ...]], list[dict[str, Any]]]], None]) -> None:
         self._insert_rows = insert
         self._lock = threading.Lock()
         self._writer: tuple[threading.Thread, queue.SimpleQueue] | None = None
@@ -117,22 +136,34 @@ class GroupCommit:
                     outcomes[index] = own_error
 
     def _insert(self, items: list[Rows]) -> None:
-        """One transaction for every item's rows, a statement per table, parents before children
-        across the whole batch (an item with a request row and one without must not put the
-        evaluations first: each item lists its parents first, and their union is kept in order)."""
-        by_table: dict[Target, list[dict[str, Any]]] = {}
+        """One transaction for every item's rows, a statement per target and set of columns,
+        parents before children across the whole batch: each item lists its parents first, and
+        a table comes after every table it has a foreign key to (an item with a request row and
+        one without must not put the evaluations first; a record queued before its evaluation,
+        in another item, must not come first either)."""
+        by_target: dict[tuple[Target, tuple[str, ...]], list[dict[str, Any]]] = {}
         parents: dict[Target, set[Target]] = {}
         for rows in items:
             previous = None
             for table, row in rows:
-                by_table.setdefault(table, []).append(row)
+                by_target.setdefault((table, tuple(row)), []).append(row)
                 if previous is not None and previous is not table:
                     parents.setdefault(table, set()).add(previous)
                 previous = table
-        if parents and len(by_table) > 1:
-            ordered = graphlib.TopologicalSorter({t: parents.get(t, ()) for t in by_table}).static_order()
-            by_table = {table: by_table[table] for table in ordered}
-        self._insert_rows(by_table)
+        targets = list(dict.fromkeys(target for target, _ in by_target))
+        if len(targets) > 1:
+            tables = {target: _table_of(target) for target in targets}
+            for target in targets:  # and the tables each refers to, by their foreign keys
+                referred = {key.column.table for key in tables[target].foreign_keys}
+                parents.setdefault(target, set()).update(t for t in targets if t is not target and tables[t] in referred)
+            rank = {t: i for i, t in enumerate(graphlib.TopologicalSorter(
+                {t: parents.get(t, ()) for t in targets}).static_order())}
+            by_target = dict(sorted(by_target.items(), key=lambda item: rank[item[0][0]]))
+        self._insert_rows(by_target)
+
+
+def _table_of(target: Target) -> Table:
+    return target if isinstance(target, Table) else target.table
 
 
 def _settle(waiters: list[Any], outcomes: list[BaseException | None]) -> None:

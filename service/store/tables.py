@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, MetaData, String, Text, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -62,7 +62,12 @@ class Evaluation(Base):
     organization: Mapped[str] = mapped_column(String(ORGANIZATION_LENGTH),
                                               server_default=text(f"'{DEFAULT_ORGANIZATION}'"))
     case_json: Mapped[str] = mapped_column(Text)
-    result_json: Mapped[str] = mapped_column(Text)
+    # The result as first returned, compressed (a zstd frame); read it only through
+    # service.store.evaluations (get_evaluation_result, or result_text on RESULT_COLUMNS).
+    result_zstd: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Rows stored before migration 0008_compressed_results hold the result's JSON text here, later ones "" (the
+    # column stays NOT NULL: SQLite cannot relax that without copying the table).
+    result_json_before_0008: Mapped[str] = mapped_column("result_json", Text)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
     # The request it opened or resubmitted (store/requests.py); null for CDS Hooks evaluations.
     request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"))

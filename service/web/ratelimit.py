@@ -1,9 +1,13 @@
-"""A token bucket per API key: on average ``per_minute`` requests a minute, in bursts of up to as many.
+"""A token bucket per API key (or client, or client address): on average ``per_minute`` requests
+a minute, in bursts of up to as many.
 
-Buckets live in the process, so with ``serve --workers N`` each worker keeps its own: a key may
-make up to N times the limit. Only authenticated keys get a bucket, so their number is bounded;
-a limiter keyed by something unbounded (the review page's sign-in, by client address) passes
-``max_buckets``, and beyond it buckets that have filled up again (as good as new) are dropped.
+With ``shared`` buckets (PostgreSQL's, service.store.ratelimits) every server and worker process
+sharing the database counts in the same bucket, so the limit holds across them all; the
+limiter's ``name`` keeps its buckets apart from other limiters'. Without (SQLite: one process),
+buckets live in the process. There, only authenticated keys get a bucket, so their number is
+bounded; a limiter keyed by something unbounded (the review page's sign-in, by client address)
+passes ``max_buckets``, and beyond it buckets that have filled up again (as good as new) are
+dropped; shared buckets are swept so by the database.
 """
 
 from __future__ import annotations
@@ -12,11 +16,17 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+
+class Buckets(Protocol):
+    def take(self, bucket: str, capacity: float, per_second: float) -> tuple[bool, float]: ...
 
 
 class RateLimiter:
     def __init__(
-        self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_buckets: int | None = None
+        self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_buckets: int | None = None,
+        *, name: str = "requests", shared: Buckets | None = None,
     ) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
@@ -25,11 +35,16 @@ class RateLimiter:
         self.refill_per_second = per_minute / 60
         self._clock = clock
         self.max_buckets = max_buckets
+        self.name = name
+        self.shared = shared
         self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when counted)
         self._lock = threading.Lock()
 
     def retry_after(self, key_id: str) -> int:
         """Take a token for ``key_id``: 0 if it had one, else whole seconds until it will."""
+        if self.shared is not None:
+            granted, tokens = self.shared.take(f"{self.name}:{key_id}", self.capacity, self.refill_per_second)
+            return 0 if granted else self._wait(tokens)
         with self._lock:
             now = self._clock()
             tokens, counted_at = self._buckets.get(key_id, (self.capacity, now))
@@ -40,7 +55,10 @@ class RateLimiter:
                 self._buckets[key_id] = (tokens - 1, now)
                 return 0
             self._buckets[key_id] = (tokens, now)
-            return max(1, math.ceil((1 - tokens) / self.refill_per_second))
+            return self._wait(tokens)
+
+    def _wait(self, tokens: float) -> int:
+        return max(1, math.ceil((1 - tokens) / self.refill_per_second))
 
     def _drop_full_buckets(self, now: float) -> None:
         self._buckets = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import partial
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -14,7 +14,7 @@ from service.web.audit import audit_of, audited
 from service.web.media import media_type, parse_json_body
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
 from service.errors import InvalidInput
-from service.evaluations.submit import evaluate_and_commit, evaluate_and_store, evaluate_bundle_and_store
+from service.evaluations.submit import evaluate_and_commit, evaluate_bundle_and_store
 from service.web.schemas import ErrorResponse, InvalidRequestResponse
 from service.web.media import fhir_response
 from service.fhir.outcome import FHIR_JSON
@@ -22,6 +22,7 @@ from service.fhir.questionnaire import for_evaluation
 from service.store.evaluations import get_evaluation_result, list_evaluation_results
 from service.store.paging import InvalidCursor
 from service.store.idempotency import HEADER, IdempotencyClaim, Previous
+from service.store.keys import KeyRecord
 
 router = APIRouter(
     prefix="/evaluations",
@@ -78,8 +79,6 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
 async def create_evaluation(
     request: Request,
     key: IntakeKey,
-    db: DatabaseDep,
-    evaluator: EvaluatorDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -90,37 +89,42 @@ async def create_evaluation(
         ),
     ] = None,
 ) -> Response:
-    access = audit_of(request)
-    body = await request.body()
+    # JSON cases are answered by service.api.lean_post before they reach FastAPI; this route
+    # documents the operation and answers the rest (FHIR Bundles) the same way.
+    return await post_evaluation(request.app.state, key, audit_of(request), request.url.path,
+                                 request.headers.get("content-type"), idempotency_key, await request.body(),
+                                 request.query_params)
+
+
+async def post_evaluation(state: Any, key: KeyRecord, access: Access, path: str, content_type: str | None,
+                          idempotency_key: str | None, body: bytes, query: Mapping[str, str]) -> Response:
+    """``POST /v1/evaluations`` once its key is admitted (and its audit record begun) and its body
+    read: a new evaluation (201), the first answer again to a retry with the same
+    Idempotency-Key, or an error raised."""
+    db, evaluator, clock = state.database, state.evaluator, state.due_clock
     claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
-    if claim is not None and (previous := await run_in_threadpool(claim.previous, db)):
-        return _answer_again(request, previous, access)
-    content_type = request.headers.get("content-type")
-    clock = request.app.state.due_clock
+    if claim is not None and (previous := claim.previous(db)):
+        return _answer_again(path, previous, access)
     if media_type(content_type) == FHIR_JSON:  # a FHIR Bundle: service.fhir reads the case from it
-        query = {name: request.query_params.get(name) for name in ("external_id", "policy", "service_date")}
-        work = (evaluate_bundle_and_store, evaluator, db, body, key, query, claim, access)
-    elif claim is None:  # the common case, on the event loop (it is ~0.2 ms) and stored by group commit
-        return _created(request, *await evaluate_and_commit(
-            evaluator, db, parse_json_body(content_type, body), key.id, organization=key.organization, audit=access,
-            clock=clock))
-    else:
-        work = (partial(evaluate_and_store, organization=key.organization, audit=access),
-                evaluator, db, parse_json_body(content_type, body), key.id, claim)
-    stored = await run_in_threadpool(*work, clock=clock)
+        bundle_query = {name: query.get(name) for name in ("external_id", "policy", "service_date")}
+        stored = await run_in_threadpool(evaluate_bundle_and_store, evaluator, db, body, key, bundle_query, claim,
+                                         access, clock=clock)
+    else:  # on the event loop (it is ~0.1 ms) and stored by group commit, with its key's and audit's records
+        stored = await evaluate_and_commit(evaluator, db, parse_json_body(content_type, body), key.id, claim,
+                                           organization=key.organization, audit=access, clock=clock)
     if stored is None:  # a request with the same Idempotency-Key was stored first
-        return _answer_again(request, await run_in_threadpool(claim.previous, db), access)
-    return _created(request, *stored)
+        return _answer_again(path, claim.previous(db), access)
+    return _created(path, *stored)
 
 
-def _created(request: Request, evaluation_id: str, result_json: str | bytes, replayed: bool = False) -> Response:
-    headers = {"Location": f"{request.url.path}/{evaluation_id}"}
+def _created(path: str, evaluation_id: str, result_json: str | bytes, replayed: bool = False) -> Response:
+    headers = {"Location": f"{path}/{evaluation_id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(result_json, status_code=201, media_type=_JSON, headers=headers)
 
 
-def _answer_again(request: Request, previous: Previous, access: Access) -> Response:
+def _answer_again(path: str, previous: Previous, access: Access) -> Response:
     access.resource_id = previous.evaluation_id
     if not previous.same_body:
         raise HTTPException(
@@ -128,7 +132,7 @@ def _answer_again(request: Request, previous: Previous, access: Access) -> Respo
             detail=f"This {HEADER} was used with a different body within the last 24 hours; "
             "use a new key for a new request.",
         )
-    return _created(request, previous.evaluation_id, previous.result_json, replayed=True)
+    return _created(path, previous.evaluation_id, previous.result_json, replayed=True)
 
 
 @router.get(
