@@ -27,7 +27,7 @@ def config() -> Config:
     return config
 
 
-BEFORE = ScriptDirectory.from_config(config()).get_revision("0008_compressed_results").down_revision
+BEFORE = ScriptDirectory.from_config(config()).get_revision("0010_compressed_results").down_revision
 
 
 def migrate(db: Database, revision: str, down: bool = False) -> None:

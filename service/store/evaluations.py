@@ -5,7 +5,7 @@ a result by id, the same decision, :func:`~service.store.tenancy.reads_every_org
 another organization's evaluation is not found, exactly like an unknown id.
 
 A result is stored compressed (zstd, level 1: a ~21 kB result takes ~3.5 kB, ~22 µs to compress,
-~11 µs to read back); rows stored before migration 0008_compressed_results hold the text itself.
+~11 µs to read back); rows stored before migration 0010_compressed_results hold the text itself.
 Whatever reads a stored result goes through this module: :func:`get_evaluation_result` for one,
 or :data:`RESULT_COLUMNS` in a select and :func:`result_text` on what they hold.
 """

@@ -65,7 +65,7 @@ class Evaluation(Base):
     # The result as first returned, compressed (a zstd frame); read it only through
     # service.store.evaluations (get_evaluation_result, or result_text on RESULT_COLUMNS).
     result_zstd: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # Rows stored before migration 0008_compressed_results hold the result's JSON text here, later ones "" (the
+    # Rows stored before migration 0010_compressed_results hold the result's JSON text here, later ones "" (the
     # column stays NOT NULL: SQLite cannot relax that without copying the table).
     result_json_before_0008: Mapped[str] = mapped_column("result_json", Text)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))

@@ -4,15 +4,15 @@ UNLOGGED on PostgreSQL: a bucket is no record worth a disk flush (a take then co
 waiting for one), and after a crash the buckets start full. SQLite keeps its buckets in the
 process; the table is there, empty, so that both schemas are one.
 
-Revision ID: 0009_shared_limits
-Revises: 0008_compressed_results
+Revision ID: 0011_shared_limits
+Revises: 0010_compressed_results
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_shared_limits"
-down_revision = "0008_compressed_results"
+revision = "0011_shared_limits"
+down_revision = "0010_compressed_results"
 branch_labels = None
 depends_on = None
 

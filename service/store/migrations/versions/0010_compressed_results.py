@@ -6,7 +6,7 @@ no time however many evaluations are stored; service.store.evaluations reads eit
 (PostgreSQL's TOAST is left as it is: keeping ~4.5 kB rows inline, ``toast_tuple_target = 8160``,
 cost no less of its CPU, measured, and left one row a page: 8.3 kB a row against 5.3 kB.)
 
-Revision ID: 0008_compressed_results
+Revision ID: 0010_compressed_results
 Revises: 0009_audit
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import zstandard
 from alembic import op
 
-revision = "0008_compressed_results"
+revision = "0010_compressed_results"
 down_revision = "0009_audit"
 branch_labels = None
 depends_on = None
