@@ -162,3 +162,16 @@ def test_an_unexpected_error_is_recorded_as_a_500(client, keys, database, monkey
         assert failing.get("/v1/evaluations/any", headers=auth(keys["intake"])).status_code == 500
     (event,) = audit(client, keys)["events"]
     assert (event["resource_id"], event["status"]) == ("any", 500)
+
+
+@pytest.mark.parametrize("idempotency", [None, "retry-1"])
+def test_the_record_stored_with_an_evaluation_names_who_sent_it(client, keys, full_case, idempotency):
+    headers = auth(keys["intake"], **({"Idempotency-Key": idempotency} if idempotency else {}))
+    created = client.post("/v1/evaluations", json=full_case, headers=headers)
+    assert created.status_code == 201, created.text
+
+    [event] = [e for e in audit(client, keys)["events"]
+               if e["action"] == "create" and e["resource"] == "evaluation"]
+    assert event["resource_id"] == created.json()["evaluation_id"]
+    assert event["actor"]["key_id"] == keys["intake"].split("_")[1]
+    assert event["actor"]["role"] == "intake" and event["organization"] == "org-intake"

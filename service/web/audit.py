@@ -45,8 +45,13 @@ def audited(action: str, resource: str, id_param: str | None = None) -> Any:
 
 
 def audit_of(request: Request) -> Access:
-    """The request's record in the making (its route declared :func:`audited`)."""
-    return request.state.audit
+    """The request's record in the making (its route declared :func:`audited`), naming who made
+    the request as soon as it has been authenticated, so a record the route writes with its own
+    rows names its actor as one the middleware writes does."""
+    access: Access = request.state.audit
+    if access.actor is None:
+        access.actor = actor_of(request.scope.get("state") or {})
+    return access
 
 
 def actor_of(state: dict[str, Any]) -> Actor | None:

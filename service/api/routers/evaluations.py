@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.audit.record import Access
+from service.audit.record import Access, Actor
 from service.web.audit import audit_of, audited
 from service.web.media import media_type, parse_json_body
 from service.web.dependencies import DatabaseDep, EvaluatorDep, IntakeKey, ReviewerKey
@@ -102,6 +102,8 @@ async def post_evaluation(state: Any, key: KeyRecord, access: Access, path: str,
     read: a new evaluation (201), the first answer again to a retry with the same
     Idempotency-Key, or an error raised."""
     db, evaluator, clock = state.database, state.evaluator, state.due_clock
+    if access.actor is None:  # the record stored with the evaluation names who sent it
+        access.actor = Actor.of_key(key)
     claim = IdempotencyClaim.from_header(idempotency_key, key.id, body)
     if claim is not None and (previous := claim.previous(db)):
         return _answer_again(path, previous, access)
