@@ -19,7 +19,7 @@ import re
 import pytest
 
 REQUIRED = {
-    "COVERAGE_CRITERIA_REQUIRE_POSTGRES": re.compile(r"PostgreSQL"),
+    "COVERAGE_CRITERIA_REQUIRE_POSTGRES": re.compile(r"PostgreSQL is not reachable"),
     "COVERAGE_CRITERIA_REQUIRE_SHARED": re.compile(r"shared/|fhir-examples|crd-test-material"),
 }
 
