@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from service.store.evaluations import evaluation_row
+from service.store.evaluations import evaluation_row, result_text
 from service.store.group_commit import GroupCommit
 from service.store.tables import Evaluation
 from service.store.keys import create_key
@@ -64,6 +64,27 @@ def test_evaluations_waiting_together_share_one_commit(database, key_id, writer)
         future.result(30)
     assert writer.transactions == [1, 100]
     assert stored_ids(database) == {"first", *(f"e-{i}" for i in range(100))}
+
+
+def test_a_batch_compresses_each_result_into_its_own_row(database, key_id, writer):
+    """The writer compresses a whole batch's results in one call (service.store.compressed):
+    each row still holds its own result, whatever the order and sizes."""
+    first = writer.submit([row("first", key_id)])
+    assert writer.first_begun.wait(30)
+    results = {f"c-{i}": f'{{"evaluation_id":"c-{i}","padding":"{"é" * (i * 37)}"}}' for i in range(50)}
+    waiting = [writer.submit([evaluation_row(
+        evaluation_id=evaluation_id, external_id="X-1", policy_id="p", policy_version="1", key_id=key_id,
+        organization="default", case_json="{}", result_json=text if i % 2 else text.encode(),
+    )]) for i, (evaluation_id, text) in enumerate(results.items())]
+    writer.release.set()
+    for future in (first, *waiting):
+        future.result(30)
+    assert writer.transactions == [1, 50]
+    with database.session() as session:
+        stored = dict(session.execute(select(Evaluation.id, Evaluation.result_zstd)
+                                      .where(Evaluation.id.in_(results))).all())
+    assert {evaluation_id: result_text(frame, "") for evaluation_id, frame in stored.items()} == results
+    assert all(bytes(frame).startswith(b"\x28\xb5\x2f\xfd") for frame in stored.values())  # zstd frames
 
 
 def test_one_failing_evaluation_in_a_batch_fails_alone(database, key_id, writer):

@@ -149,7 +149,7 @@ class Database:
             tail = rest[end + 1:] if end >= 0 else ""
             values = f"({', '.join(['%s' if postgresql else '?'] * len(compiled.order))})"
             statements.append((f"{head} VALUES {', '.join([values] * len(rows))}{tail}",
-                               [value for row in rows for value in compiled.in_order(row)], False))
+                               compiled.in_order(rows), False))
         with self._write_lock, self._driver_cursor("INSERT") as cursor:
             if postgresql:
                 for sql, parameters, many in statements:

@@ -17,20 +17,35 @@ class DriverSql:
         self.positional = compiled.positional
         self.names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
         binds = compiled.binds
-        processors = {name: binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names}
+        # Columns whose type processes a whole batch's values at once (``process_bind_many``:
+        # compressing them with one release of the GIL, service.store.compressed) and the others'
+        # value by value.
+        self.batch_processors = {name: binds[name].type.process_bind_many for name in self.names
+                                 if hasattr(binds[name].type, "process_bind_many")}
+        processors = {name: binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+                      if name not in self.batch_processors}
         self.processors = {name: processor for name, processor in processors.items() if processor}
 
         # the parameters in the order the statement names them (for a multi-row INSERT's VALUES)
         self.order = self.names if self.positional else re.findall(r"%\((\w+)\)s", self.sql)
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
-        if self.processors:
-            values = {**values, **{name: process(values[name]) for name, process in self.processors.items()}}
+        values = self._processed([values])[0]
         if self.positional:
             return tuple([values[name] for name in self.names])
         return values
 
-    def in_order(self, values: dict[str, Any]) -> list[Any]:
-        if self.processors:
-            values = {**values, **{name: process(values[name]) for name, process in self.processors.items()}}
-        return [values[name] for name in self.order]
+    def in_order(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """Every row's parameters, one row after another, in the order the statement names them
+        (for a multi-row INSERT's VALUES)."""
+        order = self.order
+        return [row[name] for row in self._processed(rows) for name in order]
+
+    def _processed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not self.processors and not self.batch_processors:
+            return rows
+        rows = [{**row, **{name: process(row[name]) for name, process in self.processors.items()}} for row in rows]
+        for name, process_many in self.batch_processors.items():
+            for row, value in zip(rows, process_many([row[name] for row in rows]), strict=True):
+                row[name] = value
+        return rows

@@ -4,8 +4,9 @@ Every read takes the caller and goes through :func:`~service.store.tenancy.visib
 a result by id, the same decision, :func:`~service.store.tenancy.reads_every_organization`):
 another organization's evaluation is not found, exactly like an unknown id.
 
-A result is stored compressed (zstd, level 1: a ~21 kB result takes ~3.5 kB, ~22 µs to compress,
-~11 µs to read back); rows stored before migration 0010_compressed_results hold the text itself.
+A result is stored compressed (service.store.compressed: the column compresses what is written,
+on the group commit's writer thread); rows stored before migration 0010_compressed_results hold
+the text itself.
 Whatever reads a stored result goes through this module: :func:`get_evaluation_result` for one,
 or :data:`RESULT_COLUMNS` in a select and :func:`result_text` on what they hold.
 """
@@ -13,47 +14,29 @@ or :data:`RESULT_COLUMNS` in a select and :func:`result_text` on what they hold.
 from __future__ import annotations
 
 import datetime
-import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import zstandard
 from sqlalchemy import Insert, Table, bindparam, insert, select
 from sqlalchemy.engine import Connection
 
+from service.store.compressed import decompress
 from service.store.database import Database
 from service.store.group_commit import Rows
 from service.store.paging import Page, newest_first
 from service.store.tables import Evaluation, storable, utc_now
 from service.store.tenancy import Caller, reads_every_organization, visible_to
 
-ZSTD_LEVEL = 1
 # The two columns that hold a stored result between them (see result_text).
 RESULT_COLUMNS = (Evaluation.result_zstd, Evaluation.result_json_before_0008)
 # A result by id, for a caller who reads every organization's, and for one who reads its own.
 _RESULT_BY_ID = select(*RESULT_COLUMNS).where(Evaluation.id == bindparam("evaluation_id"))
 _OWN_RESULT_BY_ID = _RESULT_BY_ID.where(Evaluation.organization == bindparam("organization"))
-_codecs = threading.local()  # zstandard's compressors and decompressors serve one thread at a time
-
-
-def compress(text: bytes) -> bytes:
-    """A result as it is stored."""
-    try:
-        compressor = _codecs.compressor
-    except AttributeError:
-        compressor = _codecs.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return compressor.compress(text)
-
-
 def result_text(result_zstd: bytes | None, result_json_before_0008: str) -> str:
     """A stored result's JSON text, byte for byte as first returned, from its :data:`RESULT_COLUMNS`."""
     if result_zstd is None:
         return result_json_before_0008
-    try:
-        decompressor = _codecs.decompressor
-    except AttributeError:
-        decompressor = _codecs.decompressor = zstandard.ZstdDecompressor()
-    return decompressor.decompress(result_zstd).decode()
+    return decompress(result_zstd).decode()
 
 
 class Claim(Protocol):
@@ -76,7 +59,7 @@ def evaluation_row(
     request_id: str | None = None,
     created_at: datetime.datetime | None = None,
 ) -> tuple[Table, dict[str, Any]]:
-    """An evaluation as a row to insert (for :class:`GroupCommit`), its result compressed;
+    """An evaluation as a row to insert (for :class:`GroupCommit`), its result compressed as it is written;
     ``request_id`` names the request it opens or resubmits (whose row must be committed first, in
     the same transaction)."""
     return Evaluation.__table__, {
@@ -87,7 +70,7 @@ def evaluation_row(
         "key_id": key_id,
         "organization": organization,
         "case_json": case_json,
-        "result_zstd": compress(result_json.encode() if isinstance(result_json, str) else result_json),
+        "result_zstd": result_json,
         "result_json": "",
         "created_at": created_at or utc_now(),
         "request_id": request_id,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, MetaData, String, Text, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from service.store.compressed import CompressedText
 
 
 class Base(DeclarativeBase):
@@ -62,9 +64,9 @@ class Evaluation(Base):
     organization: Mapped[str] = mapped_column(String(ORGANIZATION_LENGTH),
                                               server_default=text(f"'{DEFAULT_ORGANIZATION}'"))
     case_json: Mapped[str] = mapped_column(Text)
-    # The result as first returned, compressed (a zstd frame); read it only through
-    # service.store.evaluations (get_evaluation_result, or result_text on RESULT_COLUMNS).
-    result_zstd: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The result as first returned: written as its JSON, stored compressed (a zstd frame); read it
+    # only through service.store.evaluations (get_evaluation_result, or result_text on RESULT_COLUMNS).
+    result_zstd: Mapped[bytes | None] = mapped_column(CompressedText)
     # Rows stored before migration 0010_compressed_results hold the result's JSON text here, later ones "" (the
     # column stays NOT NULL: SQLite cannot relax that without copying the table).
     result_json_before_0008: Mapped[str] = mapped_column("result_json", Text)
