@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -179,22 +179,11 @@ class Database:
         dialect = self.engine.dialect
         try:
             connection = self.engine.raw_connection()
-        except dialect.loaded_dbapi.Error as error:  # could not connect
-            raise DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
-        try:
-            cursor = connection.cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()
         except dialect.loaded_dbapi.Error as error:
-            invalidated = dialect.is_disconnect(error, connection.dbapi_connection, None) or getattr(
-                error, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS)
-            if invalidated:  # and the pool's idle connections with it: they are likely as broken
-                connection.invalidate(error)
-                self.engine.pool.dispose()
-            raise DBAPIError.instance(what, None, error, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                      connection_invalidated=invalidated, dialect=dialect) from error
+            raise _not_connected(error, dialect) from error
+        try:
+            with self._cursor(connection, what, connection.dbapi_connection, connection.invalidate) as cursor:
+                yield cursor
         finally:
             connection.close()  # back to the pool, which rolls back whatever was not committed
 
@@ -208,8 +197,8 @@ class Database:
             try:
                 cargs, cparams = dialect.create_connect_args(self.url)
                 connection = dialect.connect(*cargs, **cparams)
-            except dialect.loaded_dbapi.Error as error:  # could not connect
-                raise DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
+            except dialect.loaded_dbapi.Error as error:
+                raise _not_connected(error, dialect) from error
             if self.url.get_backend_name() == "sqlite":
                 _configure_sqlite_connection(connection, None)
             else:
@@ -217,6 +206,17 @@ class Database:
             with self._kept_lock:
                 self._kept_connections.append(connection)
             self._kept.connection = connection
+        with self._cursor(connection, what, connection, self._forget_kept) as cursor:
+            yield cursor
+
+    @contextmanager
+    def _cursor(self, connection: Any, what: str, dbapi_connection: Any,
+                drop: Callable[[Exception], None]) -> Iterator[Any]:
+        """A cursor of ``connection``, closed afterwards. The driver's errors are raised as
+        SQLAlchemy's, parameters hidden (they map to 503 like any other); a connection one shows
+        broken (or, on SQLite, an error of the file) is dropped with ``drop``, and the pool's idle
+        connections with it: they are likely as broken."""
+        dialect = self.engine.dialect
         try:
             cursor = connection.cursor()
             try:
@@ -224,14 +224,18 @@ class Database:
             finally:
                 cursor.close()
         except dialect.loaded_dbapi.Error as error:
-            invalidated = dialect.is_disconnect(error, connection, None) or getattr(
+            invalidated = dialect.is_disconnect(error, dbapi_connection, None) or getattr(
                 error, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS)
-            if invalidated:  # a new one next time; the pool's idle connections are likely as broken
-                self._kept.connection = None
-                self._close_kept(connection)
+            if invalidated:
+                drop(error)
                 self.engine.pool.dispose()
             raise DBAPIError.instance(what, None, error, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=invalidated, dialect=dialect) from error
+
+    def _forget_kept(self, _error: Exception) -> None:
+        """Close the connection this thread keeps, found broken: a new one next time."""
+        connection, self._kept.connection = self._kept.connection, None
+        self._close_kept(connection)
 
     def _close_kept(self, connection: Any) -> None:
         with self._kept_lock:
@@ -353,6 +357,10 @@ def _create_engine(url: URL) -> Engine:
     event.listen(engine, "begin", _begin_sqlite_transaction)
     event.listen(engine, "handle_error", _drop_connection_on_file_error)
     return engine
+
+
+def _not_connected(error: Exception, dialect: Any) -> DBAPIError:
+    return DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error, dialect=dialect)
 
 
 def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
