@@ -182,12 +182,18 @@ def cmd_rules_impact(args: argparse.Namespace) -> int:
     from service.store.database import Database
 
     candidate = load_catalog(Path(args.candidate))  # refused here, before the database is opened
-    database = Database(Settings.from_env().database_url)  # read as it is: no migration, no write
+    # Read as it is (no migration); the one write is the audit trail's record of this export of
+    # case data, the report's ids and outcomes (contract, "Audit trail"): a report whose record
+    # could not be stored is not printed, as the API withholds such an answer.
+    database = Database(Settings.from_env().database_url)
     try:
-        reports = replay(database, candidate, policy=args.policy, since=args.since, until=args.until,
-                         workers=args.workers, progress=_progress_bar if sys.stderr.isatty() else None)
-    except InvalidInput as error:
-        return _fail(error)
+        try:
+            reports = replay(database, candidate, policy=args.policy, since=args.since, until=args.until,
+                             workers=args.workers, progress=_progress_bar if sys.stderr.isatty() else None)
+        except InvalidInput as error:
+            return _fail(error)
+        if not _record_export(database):
+            return EXIT_FAILED
     finally:
         database.dispose()
     if args.json:
@@ -195,6 +201,23 @@ def cmd_rules_impact(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("\n".join(describe(r) for r in reports))
     return EXIT_OK
+
+
+def _record_export(database: Any) -> bool:
+    """The audit record of an export of stored evaluations by the operator; False, said on
+    standard error, when the database would not store it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.audit.record import Access, Actor
+
+    try:
+        database.writer.commit(Access("export", "evaluation", actor=Actor.operator()).rows(200))
+    except SQLAlchemyError as error:
+        reason = getattr(error, "orig", None) or type(error).__name__
+        sys.stderr.write(f"coverage-criteria: the audit trail could not record this export ({reason}); "
+                         "the report is withheld\n")
+        return False
+    return True
 
 
 def _progress_bar(total: int | None):

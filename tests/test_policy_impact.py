@@ -24,6 +24,8 @@ from sqlalchemy import select, update
 from candidates import ISASS, ROOT, candidate
 from conftest import FULL_CASE
 from service.cli import main
+from service.audit.events import audit_event, event
+from service.store.audit import AuditFilter, list_audit_records
 from service.store.database import Database
 from service.store.evaluations import save_evaluation
 from service.store.tables import Evaluation
@@ -111,7 +113,37 @@ def test_a_changed_threshold_reports_exactly_the_cases_it_moves(database, databa
         assert entry["criteria"] == {"ISASS-RN-04": "met -> not_met"}
         assert entry["outcome"] == ("all_criteria_met -> criteria_not_met" if external_id.startswith("FULL")
                                     else "criteria_not_met")
-    assert rows(database) == before, "impact must not write"
+    assert rows(database) == before, "impact must not write evaluations"
+
+
+def test_each_run_leaves_one_export_record_naming_the_operator(database, database_url, stored, nrs_7,
+                                                               capsys, monkeypatch):
+    """The report lists evaluations of every organization: an export of case data, recorded in
+    the audit trail (contract, "Audit trail") by whoever ran it, with no API key."""
+    monkeypatch.setattr("getpass.getuser", lambda: "ops-anna")
+    status, _, err = impact(capsys, monkeypatch, database_url, nrs_7, "--json")
+    assert status == 0, err
+    page = list_audit_records(database, AuditFilter(), 10, None)
+    exports = [r for r in page.results if r["action"] == "export"]
+    assert len(exports) == 1
+    record = exports[0]
+    assert (record["resource"], record["resource_id"], record["status"], record["organization"]) == \
+        ("evaluation", None, 200, None)
+    assert event(record)["actor"] == {"key_id": None, "name": "ops-anna (command line)", "role": "operator"}
+    agent = audit_event(record)["agent"][0]
+    assert agent["who"] == {"display": "ops-anna (command line)"}
+    assert agent["role"] == [{"text": "operator at the command line"}]
+    assert "FULL-" not in json.dumps(record, default=str)  # ids of the trail, never case values
+
+
+def test_the_report_is_withheld_when_its_export_cannot_be_recorded(database, database_url, stored, nrs_7,
+                                                                    capsys, monkeypatch):
+    with database.engine.begin() as connection:  # an audit trail that cannot take a record
+        connection.exec_driver_sql("DROP TABLE audit_events")
+    status, out, err = impact(capsys, monkeypatch, database_url, nrs_7, "--json")
+    assert status == 1
+    assert out == ""
+    assert "could not record this export" in err and "withheld" in err
 
 
 def test_the_report_for_people(database, database_url, stored, nrs_7, capsys, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.audit.record import OPERATOR
 from service.store.tables import as_utc
 
 _DICOM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -33,7 +34,7 @@ def event(record: dict[str, Any]) -> dict[str, Any]:
     """A stored record (the columns of ``store/audit.py``) as the API's event."""
     if record["actor_client"] is not None:
         actor: dict[str, Any] | None = {"client": record["actor_client"], "key_id": record["actor_key_id"]}
-    elif record["actor_key_id"] is not None:
+    elif record["actor_key_id"] is not None or record["actor_role"] == OPERATOR:
         actor = {"key_id": record["actor_key_id"], "name": record["actor_name"], "role": record["actor_role"]}
     else:
         actor = None
@@ -64,6 +65,10 @@ def audit_event(record: dict[str, Any]) -> dict[str, Any]:
         if record["actor_name"]:
             agent["who"]["display"] = agent["name"] = record["actor_name"]
         agent["role"] = [{"text": record["actor_role"]}]
+    elif record["actor_role"] == OPERATOR:
+        agent["who"] = {"display": record["actor_name"]}
+        agent["name"] = record["actor_name"]
+        agent["role"] = [{"text": "operator at the command line"}]
     else:
         agent["who"] = {"display": "unauthenticated client"}
     if record["client_ip"]:
@@ -84,7 +89,8 @@ def audit_event(record: dict[str, Any]) -> dict[str, Any]:
         "recorded": _instant(record["at"], fraction=True),
         # 0 success, 4 minor failure (the client's: 4xx), 8 serious failure (the service's: 5xx)
         "outcome": "0" if status < 400 else "4" if status < 500 else "8",
-        "outcomeDesc": f"HTTP {status}" + (" (sign-in refused)" if record["action"] == "sign-in-failed" else ""),
+        "outcomeDesc": (f"command line, as HTTP {status}" if record["actor_role"] == OPERATOR else f"HTTP {status}")
+        + (" (sign-in refused)" if record["action"] == "sign-in-failed" else ""),
         "agent": agents,
         "source": {"observer": {"display": "coverage-criteria"},
                    "type": [{"system": _SOURCE_TYPE, "code": "4", "display": "Application Server"}]},

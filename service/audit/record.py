@@ -11,6 +11,8 @@ Nothing here ever holds a case value: ids, names of keys and organizations, code
 
 from __future__ import annotations
 
+import getpass
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +48,19 @@ class Actor:
     def of_cds_client(cls, key_id: str | None, issuer: str, organization: str | None) -> Actor:
         return cls(key_id, None, None, organization, client=issuer)
 
+    @classmethod
+    def operator(cls) -> Actor:
+        """Whoever runs a command that reads case data (``rules impact``): the operating-system
+        user, at the command line, over every organization."""
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no name for this uid (a container's, say)
+            user = f"uid {os.getuid()}"
+        return cls(None, f"{user} (command line)"[:200], OPERATOR, None)
+
 
 NOBODY = Actor(None, None, None, None)
+OPERATOR = "operator"  # the role of a record made at the command line (no API key)
 
 
 @dataclass
