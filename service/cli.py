@@ -10,13 +10,13 @@ import argparse
 import datetime
 import gc
 import json
-import multiprocessing
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from service.engine.durable import EngineError
+from service.evaluations.batch import evaluate_in_workers, result_json
 from service.errors import InvalidInput
 from service.json_input import parse_json
 from service.json_output import json_bytes, write_batch
@@ -71,9 +71,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # it again and again (for 100,000 cases they took a quarter of the time).
     gc.freeze()
     if args.workers > 1 and len(payload) > 1:
-        texts = _evaluate_in_workers(evaluator.catalog, payload, args.workers, indent)
+        texts = evaluate_in_workers(evaluator.catalog, payload, args.workers, indent)
     else:
-        texts = (_result_json(evaluator, case, indent) for case in payload)
+        texts = (result_json(evaluator, case, indent) for case in payload)
     sys.stdout.flush()
     sys.stdout.buffer.flush()
     write_batch(sys.stdout.fileno(), texts)
@@ -96,43 +96,6 @@ def _evaluate_bundle(evaluator: Any, bundle: Any, indent: int | None) -> int:
         return EXIT_BAD_INPUT
     _print_json(result, indent)
     return EXIT_OK
-
-
-# --- a batch in worker processes ---------------------------------------------------------------
-# An evaluator runs one case at a time (its durable-rules host sits behind a lock) and evaluating
-# is CPU-bound Python, so only processes put more CPUs to work. Each worker builds its own
-# Evaluator, and so its own durable-rules host, from the catalogue the parent has loaded, and sends
-# back each result as JSON text. The parent has validated and prepared every case first (its
-# policy version and day chosen), so results are those one process would give, in the same order.
-
-_worker: tuple[Any, dict[str, Any], int | None] | None = None
-
-
-def _start_worker(catalog: Any, indent: int | None) -> None:
-    global _worker
-    from service.engine.evaluation import Evaluator
-
-    _worker = (Evaluator(catalog), {version.key: version for version in catalog.all_versions()}, indent)
-
-
-def _evaluate_in_worker(sent: tuple) -> bytes:
-    from service.engine.evaluation import Prepared
-
-    evaluator, versions, indent = _worker
-    external_id, values, version_key, day = sent
-    return _result_json(evaluator, Prepared(external_id, values, versions[version_key], day), indent)
-
-
-def _result_json(evaluator: Any, prepared: Any, indent: int | None) -> bytes:
-    """A prepared case's result as JSON bytes: as the evaluator writes it, or indented."""
-    evaluated = evaluator.evaluate_prepared(prepared)
-    return json_bytes(evaluated.result(), True) if indent else evaluated.json
-
-
-def _evaluate_in_workers(catalog: Any, prepared: list[Any], workers: int, indent: int | None) -> Iterator[bytes]:
-    sent = ((p.external_id, p.values, p.version.key, p.day) for p in prepared)  # a version by its key
-    with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (catalog, indent)) as pool:
-        yield from pool.imap(_evaluate_in_worker, sent, chunksize=64)
 
 
 def cmd_policies(args: argparse.Namespace) -> int:

@@ -159,7 +159,8 @@ def test_a_revoked_key_is_refused(client, database, method, path, full_case):
 
 
 def test_a_key_revoked_while_in_use_is_refused_on_its_very_next_request(client, database, full_case):
-    # Keys are looked up on every request, never cached: revocation takes effect at once.
+    # Revocation takes effect at once: PostgreSQL reads the key on every request; SQLite keeps it
+    # until a key changes (store/key_changes.py; tests/test_key_changes.py).
     key_id, key = create_key(database, "intake")
     assert client.post("/v1/evaluations", json=full_case, headers=auth(key)).status_code == 201
     revoke_key(database, key_id)

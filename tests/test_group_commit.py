@@ -40,12 +40,12 @@ def writer(database):
     first_begun, release = threading.Event(), threading.Event()
     transactions = []
 
-    def held_insert(by_table):
+    def held_insert(by_table, uniform=False):
         if not first_begun.is_set():
             first_begun.set()
             release.wait(30)
         transactions.append(sum(len(rows) for rows in by_table.values()))
-        database.insert_rows(by_table)
+        database.insert_rows(by_table, uniform)
 
     group = GroupCommit(held_insert)
     group.first_begun, group.release, group.transactions = first_begun, release, transactions

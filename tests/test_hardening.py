@@ -218,8 +218,9 @@ def test_the_data_folder_is_made_0700_and_the_database_files_0600(tmp_path, monk
     files = sorted(settings.data_dir.iterdir())
 
     assert mode(settings.data_dir) == 0o700
-    assert [f.name for f in files] == ["coverage-criteria.db", "coverage-criteria.db-shm", "coverage-criteria.db-wal"]
-    assert [mode(f) for f in files] == [0o600] * 3
+    assert [f.name for f in files] == ["coverage-criteria.db", "coverage-criteria.db-keys", "coverage-criteria.db-shm",
+                                       "coverage-criteria.db-wal"]
+    assert [mode(f) for f in files] == [0o600] * 4
     database.dispose()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -22,46 +21,53 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Insert, Select, Table, TextClause, create_engine, event, select, text
+from sqlalchemy import Engine, Insert, Select, Table, TextClause, event, select, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.store.connect import (
+    SQLITE_FILE_ERRORS,
+    configure_sqlite_connection,
+    create_database_engine,
+    sqlite_file,
+    with_driver,
+)
 from service.store.driver_sql import DriverSql
+from service.store.fanout import Fanouts
 from service.store.group_commit import GroupCommit
+from service.store.key_changes import KeyChanges
 from service.store.tables import Evaluation
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Any constant works; it only has to be the same for every server sharing a PostgreSQL database.
 _MIGRATION_LOCK_KEY = 0x636F7665
 # Stored rows hold whole cases: SQL logging (INFO statements, DEBUG rows) stays off even when an
 # operator turns DEBUG on for "sqlalchemy" or the root logger; parameters are hidden from errors.
 logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.WARNING)
-# Requests use the database from FastAPI's thread pool (40 threads): with SQLAlchemy's default pool
-# (5 kept, 10 more opened and closed on demand) a busy server opened and closed connections all
-# the time, which cost PostgreSQL ~1.5 ms of CPU per evaluation. Up to 40 connections per worker.
-_ENGINE_OPTIONS = {"hide_parameters": True, "pool_size": 20, "max_overflow": 20}
-# SQLite decides at open time whether a connection may write; after these errors the connection is
-# dropped so that the next request opens the file afresh, e.g. once it is writable again.
-_SQLITE_FILE_ERRORS = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 
 
 class Database:
     """An engine and session factory for one database URL (``sqlite:///…`` or ``postgresql://…``)."""
 
     def __init__(self, url: str) -> None:
-        self.url = _with_driver(make_url(url))
-        self.engine = _create_engine(self.url)
+        self.url = with_driver(make_url(url))
+        self.engine = create_database_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer at a time, and writers that find the file locked back off by
         # sleeping; queueing this process's writers on a lock instead keeps throughput up.
         self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
         self.writer = GroupCommit(self.insert_rows)
         self._compiled: dict[tuple[Any, tuple[str, ...] | None], DriverSql] = {}
+        self._fanouts = Fanouts()
+        self._fanout_connection: Any = None  # the writer's own, for fan-outs (store/fanout.py)
+        self._fanouts_made: set[str] = set()
+        event.listen(self.engine, "engine_disposed", self._engine_disposed)
         self._kept = threading.local()  # the connection an event loop's thread keeps (see first)
         self._kept_connections: list[Any] = []
         self._kept_lock = threading.Lock()
+        # Key rows kept until a key changes (SQLite only: one host; see store/key_changes.py).
+        self.key_changes = _key_changes_of(self.url)
 
     def __str__(self) -> str:
         """Where the data is: the SQLite file, or the URL without its password."""
@@ -122,12 +128,14 @@ class Database:
                 if postgresql and not connection.closed:
                     connection.autocommit = False
 
-    def insert_rows(self, by_table: dict[tuple[Table | Insert, tuple[str, ...]], list[dict[str, Any]]]) -> None:
+    def insert_rows(self, by_table: dict[tuple[Table | Insert, tuple[str, ...]], list[dict[str, Any]]],
+                    uniform: bool = False) -> None:
         """Insert rows in one transaction, by (table, the columns the rows give) in the order
         given; returns once committed (durably: see the module docstring). A table may also be an
         INSERT statement of its own (an upsert): its rows are written in the order of their
         ``id``, so that two transactions updating the same rows lock them in one order and never
-        deadlock.
+        deadlock. ``uniform``: the rows are those of items that each hold one row of every table
+        (the i-th rows go together), which SQLite writes in one statement (store/fanout.py).
 
         One multi-row INSERT a table: one round trip, where psycopg's executemany pipeline cost
         the writer ~3 times the CPU in Python (on PostgreSQL an upsert's rows go by executemany when
@@ -136,6 +144,9 @@ class Database:
         into SQLite lets other threads take the GIL, and the event loop then waits to get it back,
         so the writer makes as few as it can (one, typically)."""
         postgresql = self.url.get_backend_name() != "sqlite"
+        if uniform and not postgresql and len(by_table) > 1:
+            self._insert_fanned_out(by_table)
+            return
         statements = []
         for (table, columns), rows in by_table.items():
             compiled = self._driver_sql(table, columns)
@@ -164,6 +175,42 @@ class Database:
             for statement in statements:
                 cursor.execute(*statement)
             cursor.execute("COMMIT")
+
+    def _insert_fanned_out(self, by_table: dict[tuple[Table | Insert, tuple[str, ...]], list[dict[str, Any]]]) -> None:
+        compiled = [self._driver_sql(table, columns) for table, columns in by_table]
+        fanout = self._fanouts.of(compiled)
+        rows = len(next(iter(by_table.values())))
+        values = fanout.parameters([target.in_order(rows) for target, rows in zip(compiled, by_table.values())], rows)
+        with self._write_lock:
+            if self._fanout_connection is None:  # from the pool (its settings, its events), then its own
+                try:
+                    self._fanout_connection = self.engine.raw_connection()
+                except self.engine.dialect.loaded_dbapi.Error as error:
+                    raise _not_connected(error, self.engine.dialect) from error
+                self._fanout_connection.detach()
+                self._fanouts_made = set()
+            connection = self._fanout_connection
+            with self._cursor(connection, "INSERT", connection.dbapi_connection,
+                              lambda _: self._close_fanout_connection()) as cursor:
+                if fanout.name not in self._fanouts_made:
+                    for ddl in fanout.ddl:
+                        cursor.execute(ddl)
+                    self._fanouts_made.add(fanout.name)
+                cursor.execute(fanout.insert(rows), values)
+
+    def _engine_disposed(self, _engine: Engine) -> None:
+        with self._write_lock:
+            self._close_fanout_connection()
+
+    def _close_fanout_connection(self) -> None:
+        """Close the writer's own connection (found broken, or the engine disposed of, under the
+        write lock): a new one next time."""
+        connection, self._fanout_connection = self._fanout_connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
 
     def _driver_sql(self, statement: Select | Table | Insert, columns: tuple[str, ...] | None = None) -> DriverSql:
         """A select, or the insert (plain into a table, or a statement of its own) of the given
@@ -200,7 +247,7 @@ class Database:
             except dialect.loaded_dbapi.Error as error:
                 raise _not_connected(error, dialect) from error
             if self.url.get_backend_name() == "sqlite":
-                _configure_sqlite_connection(connection, None)
+                configure_sqlite_connection(connection, None)
             else:
                 connection.autocommit = True
             with self._kept_lock:
@@ -225,7 +272,7 @@ class Database:
                 cursor.close()
         except dialect.loaded_dbapi.Error as error:
             invalidated = dialect.is_disconnect(error, dbapi_connection, None) or getattr(
-                error, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS)
+                error, "sqlite_errorname", "").startswith(SQLITE_FILE_ERRORS)
             if invalidated:
                 drop(error)
                 self.engine.pool.dispose()
@@ -315,70 +362,14 @@ def hold_migration_lock(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
 
 
-def _with_driver(url: URL) -> URL:
-    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default driver is psycopg2)."""
-    if url.drivername in ("postgresql", "postgres"):
-        return url.set(drivername="postgresql+psycopg")
-    return url
-
-
-def sqlite_file(url: URL) -> Path | None:
-    """The file of a SQLite URL; None for other databases and in-memory ones."""
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+def _key_changes_of(url: URL) -> KeyChanges | None:
+    if (path := sqlite_file(url)) is None:
         return None
-    return None if url.database.startswith("file:") else Path(url.database)
-
-
-def _make_private(path: Path) -> None:
-    """The database and its -wal and -shm files readable by their owner only (0600), in a folder
-    created 0700: they hold cases. SQLite creates -wal and -shm with the database file's mode,
-    so the file is created here, empty, before SQLite opens it; existing files are tightened."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            if file.stat().st_mode & 0o077:
-                file.chmod(0o600)
-        except FileNotFoundError:
-            pass
-
-
-def _create_engine(url: URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        # No pre-ping: it cost a round trip per checkout (~0.13 ms of CPU, ~0.4 ms of waiting on the
-        # event loop under load). A connection found broken empties the pool instead, and the key
-        # check, the first statement of every request, tries once more on a fresh connection.
-        return create_engine(url, **_ENGINE_OPTIONS)
-    if (path := sqlite_file(url)) is not None:
-        _make_private(path)
-    engine = create_engine(url, **_ENGINE_OPTIONS)
-    event.listen(engine, "connect", _configure_sqlite_connection)
-    event.listen(engine, "begin", _begin_sqlite_transaction)
-    event.listen(engine, "handle_error", _drop_connection_on_file_error)
-    return engine
+    try:
+        return KeyChanges(path.with_name(path.name + "-keys"))
+    except OSError:  # a folder this process may not write: every request reads its key
+        return None
 
 
 def _not_connected(error: Exception, dialect: Any) -> DBAPIError:
     return DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error, dialect=dialect)
-
-
-def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
-    # The driver's own transaction handling is switched off so that SQLAlchemy's BEGIN (below)
-    # covers every statement, DDL included: a migration either applies fully or not at all.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _begin_sqlite_transaction(connection) -> None:
-    connection.exec_driver_sql("BEGIN")
-
-
-def _drop_connection_on_file_error(context) -> None:
-    if getattr(context.original_exception, "sqlite_errorname", "").startswith(_SQLITE_FILE_ERRORS):
-        context.is_disconnect = True

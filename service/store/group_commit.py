@@ -57,7 +57,7 @@ class GroupCommit:
     Waiters on an event loop are woken with one call per batch, not one per item.
     """
 
-    def __init__(self, insert: Callable[[dict[tuple[Target, tuple[str, ...]], list[dict[str, Any]]]], None]) -> None:
+    def __init__(self, insert: Callable[[dict[tuple[Target, tuple[str, ...]], list[dict[str, Any]]], bool], None]) -> None:
         self._insert_rows = insert
         self._lock = threading.Lock()
         self._writer: tuple[threading.Thread, queue.SimpleQueue] | None = None
@@ -143,13 +143,18 @@ class GroupCommit:
         in another item, must not come first either)."""
         by_target: dict[tuple[Target, tuple[str, ...]], list[dict[str, Any]]] = {}
         parents: dict[Target, set[Target]] = {}
+        shapes = set()
         for rows in items:
             previous = None
+            shape = []
             for table, row in rows:
-                by_target.setdefault((table, tuple(row)), []).append(row)
+                key = table, tuple(row)
+                by_target.setdefault(key, []).append(row)
+                shape.append(key)
                 if previous is not None and previous is not table:
                     parents.setdefault(table, set()).add(previous)
                 previous = table
+            shapes.add(tuple(shape))
         targets = list(dict.fromkeys(target for target, _ in by_target))
         if len(targets) > 1:
             tables = {target: _table_of(target) for target in targets}
@@ -159,7 +164,8 @@ class GroupCommit:
             rank = {t: i for i, t in enumerate(graphlib.TopologicalSorter(
                 {t: parents.get(t, ()) for t in targets}).static_order())}
             by_target = dict(sorted(by_target.items(), key=lambda item: rank[item[0][0]]))
-        self._insert_rows(by_target)
+        # uniform: every item holds one row of each target (SQLite writes such a batch in one statement)
+        self._insert_rows(by_target, len(shapes) == 1 and len(by_target) == len(next(iter(shapes))))
 
 
 def _table_of(target: Target) -> Table:
