@@ -62,7 +62,8 @@ class Database:
         self._fanouts = Fanouts()
         self._fanout_connection: Any = None  # the writer's own, for fan-outs (store/fanout.py)
         self._fanouts_made: set[str] = set()
-        event.listen(self.engine, "engine_disposed", self._engine_disposed)
+        if self.url.get_backend_name() == "sqlite":  # (any engine event slows every Core statement down)
+            event.listen(self.engine, "engine_disposed", self._engine_disposed)
         self._kept = threading.local()  # the connection an event loop's thread keeps (see first)
         self._kept_connections: list[Any] = []
         self._kept_lock = threading.Lock()
