@@ -145,8 +145,7 @@ class Database:
         into SQLite lets other threads take the GIL, and the event loop then waits to get it back,
         so the writer makes as few as it can (one, typically)."""
         postgresql = self.url.get_backend_name() != "sqlite"
-        if uniform and not postgresql and len(by_table) > 1:
-            self._insert_fanned_out(by_table)
+        if uniform and not postgresql and len(by_table) > 1 and self._insert_fanned_out(by_table):
             return
         statements = []
         for (table, columns), rows in by_table.items():
@@ -177,9 +176,11 @@ class Database:
                 cursor.execute(*statement)
             cursor.execute("COMMIT")
 
-    def _insert_fanned_out(self, by_table: dict[tuple[Table | Insert, tuple[str, ...]], list[dict[str, Any]]]) -> None:
+    def _insert_fanned_out(self, by_table: dict[tuple[Table | Insert, tuple[str, ...]], list[dict[str, Any]]]) -> bool:
+        """The batch in one statement (store/fanout.py); False, nothing written, for a shape it cannot take."""
         compiled = [self._driver_sql(table, columns) for table, columns in by_table]
-        fanout = self._fanouts.of(compiled)
+        if (fanout := self._fanouts.of(compiled)) is None:
+            return False
         rows = len(next(iter(by_table.values())))
         values = fanout.parameters([target.in_order(rows) for target, rows in zip(compiled, by_table.values())], rows)
         with self._write_lock:
@@ -198,6 +199,7 @@ class Database:
                         cursor.execute(ddl)
                     self._fanouts_made.add(fanout.name)
                 cursor.execute(fanout.insert(rows), values)
+        return True
 
     def _engine_disposed(self, _engine: Engine) -> None:
         with self._write_lock:

@@ -61,25 +61,29 @@ class Fanouts:
     """The fan-out of each shape met (a shape: the compiled inserts of a batch, parents first)."""
 
     def __init__(self) -> None:
-        self._made: dict[tuple[DriverSql, ...], Fanout] = {}
+        self._made: dict[tuple[DriverSql, ...], Fanout | None] = {}
         self._names = count(1)
         self._lock = threading.Lock()
 
-    def of(self, targets: list[DriverSql]) -> Fanout:
+    def of(self, targets: list[DriverSql]) -> Fanout | None:
+        """None for a shape one statement cannot write (an INSERT binding more than its row's
+        values): its batches go a statement a table."""
         shape = tuple(targets)
         with self._lock:
-            fanout = self._made.get(shape)
-            if fanout is None:
-                fanout = self._made[shape] = Fanout(f"fanout_{next(self._names)}", targets)
-            return fanout
+            if shape not in self._made:
+                try:
+                    self._made[shape] = Fanout(f"fanout_{next(self._names)}", targets)
+                except ValueError:
+                    self._made[shape] = None
+            return self._made[shape]
 
 
 def _with_values(sql: str, columns: list[str]) -> str:
     """A compiled single-row INSERT (``... VALUES (?, ...)``, perhaps ``ON CONFLICT ...``)
     writing the trigger's ``NEW`` columns instead of parameters."""
     head, _, rest = sql.partition(" VALUES ")
-    if rest.count("?") != len(columns):
-        raise ValueError(f"not a single-row INSERT of {len(columns)} parameters: {head}")
     end = rest.find(") ON CONFLICT")  # an upsert's clause (constants only: nothing else is bound)
-    tail = rest[end + 1:] if end >= 0 else ""
+    values, tail = (rest[:end + 1], rest[end + 1:]) if end >= 0 else (rest, "")
+    if values != f"({', '.join(['?'] * len(columns))})" or "?" in head or "?" in tail:
+        raise ValueError(f"not an INSERT of one row of {len(columns)} plain values: {head}")
     return f"{head} VALUES ({', '.join(f'NEW.{column}' for column in columns)}){tail};"
