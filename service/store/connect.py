@@ -10,6 +10,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 
+from service.store.key_changes import KEY_CHANGES_SUFFIX
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Requests use the database from FastAPI's thread pool (40 threads): with SQLAlchemy's default pool
 # (5 kept, 10 more opened and closed on demand) a busy server opened and closed connections all
@@ -41,7 +43,7 @@ def _make_private(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-keys"))):
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", KEY_CHANGES_SUFFIX))):
         try:
             if file.stat().st_mode & 0o077:
                 file.chmod(0o600)

@@ -36,7 +36,7 @@ from service.store.connect import (
 from service.store.driver_sql import DriverSql
 from service.store.fanout import Fanouts
 from service.store.group_commit import GroupCommit
-from service.store.key_changes import KeyChanges
+from service.store.key_changes import KEY_CHANGES_SUFFIX, KeyChanges
 from service.store.tables import Evaluation
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -155,12 +155,8 @@ class Database:
                 if postgresql and any(_row_id(a) == _row_id(b) for a, b in zip(rows, rows[1:])):
                     statements.append((compiled.sql, [compiled.parameters(row) for row in rows], True))
                     continue
-            head, _, rest = compiled.sql.partition(" VALUES ")
-            end = rest.find(") ON CONFLICT")  # an upsert's clause (constants only: nothing else is bound)
-            tail = rest[end + 1:] if end >= 0 else ""
             values = f"({', '.join(['%s' if postgresql else '?'] * len(compiled.order))})"
-            statements.append((f"{head} VALUES {', '.join([values] * len(rows))}{tail}",
-                               compiled.in_order(rows), False))
+            statements.append((compiled.with_values(", ".join([values] * len(rows))), compiled.in_order(rows), False))
         with self._write_lock, self._driver_cursor("INSERT") as cursor:
             if postgresql:
                 for sql, parameters, many in statements:
@@ -185,10 +181,7 @@ class Database:
         values = fanout.parameters([target.in_order(rows) for target, rows in zip(compiled, by_table.values())], rows)
         with self._write_lock:
             if self._fanout_connection is None:  # from the pool (its settings, its events), then its own
-                try:
-                    self._fanout_connection = self.engine.raw_connection()
-                except self.engine.dialect.loaded_dbapi.Error as error:
-                    raise _not_connected(error, self.engine.dialect) from error
+                self._fanout_connection = self._pooled_connection()
                 self._fanout_connection.detach()
                 self._fanouts_made = set()
             connection = self._fanout_connection
@@ -226,16 +219,19 @@ class Database:
 
     @contextmanager
     def _driver_cursor(self, what: str) -> Iterator[Any]:
-        dialect = self.engine.dialect
-        try:
-            connection = self.engine.raw_connection()
-        except dialect.loaded_dbapi.Error as error:
-            raise _not_connected(error, dialect) from error
+        connection = self._pooled_connection()
         try:
             with self._cursor(connection, what, connection.dbapi_connection, connection.invalidate) as cursor:
                 yield cursor
         finally:
             connection.close()  # back to the pool, which rolls back whatever was not committed
+
+    def _pooled_connection(self) -> Any:
+        """A driver connection from the pool (SQLAlchemy's proxy); could not connect: raised as SQLAlchemy's."""
+        try:
+            return self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            raise _not_connected(error, self.engine.dialect) from error
 
     @contextmanager
     def _loop_cursor(self, what: str) -> Iterator[Any]:
@@ -369,7 +365,7 @@ def _key_changes_of(url: URL) -> KeyChanges | None:
     if (path := sqlite_file(url)) is None:
         return None
     try:
-        return KeyChanges(path.with_name(path.name + "-keys"))
+        return KeyChanges(path.with_name(path.name + KEY_CHANGES_SUFFIX))
     except OSError:  # a folder this process may not write: every request reads its key
         return None
 

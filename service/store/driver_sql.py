@@ -28,6 +28,16 @@ class DriverSql:
 
         # the parameters in the order the statement names them (for a multi-row INSERT's VALUES)
         self.order = self.names if self.positional else re.findall(r"%\((\w+)\)s", self.sql)
+        # An INSERT's text around its VALUES clause (an upsert's ON CONFLICT clause binds only
+        # constants), to write it with other VALUES: many rows (service.store.database), a
+        # trigger's columns (service.store.fanout).
+        self.insert_head, _, rest = self.sql.partition(" VALUES ")
+        end = rest.find(") ON CONFLICT")
+        self.insert_values, self.insert_tail = (rest[:end + 1], rest[end + 1:]) if end >= 0 else (rest, "")
+
+    def with_values(self, values: str) -> str:
+        """This INSERT with ``values`` as its VALUES clause."""
+        return f"{self.insert_head} VALUES {values}{self.insert_tail}"
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
         values = self._processed([values])[0]

@@ -32,6 +32,8 @@ RESULT_COLUMNS = (Evaluation.result_zstd, Evaluation.result_json_before_0008)
 # A result by id, for a caller who reads every organization's, and for one who reads its own.
 _RESULT_BY_ID = select(*RESULT_COLUMNS).where(Evaluation.id == bindparam("evaluation_id"))
 _OWN_RESULT_BY_ID = _RESULT_BY_ID.where(Evaluation.organization == bindparam("organization"))
+
+
 def result_text(result_zstd: bytes | None, result_json_before_0008: str) -> str:
     """A stored result's JSON text, byte for byte as first returned, from its :data:`RESULT_COLUMNS`."""
     if result_zstd is None:

@@ -35,7 +35,7 @@ class Fanout:
         columns = [f"c{number}" for number in range(sum(self.widths))]
         statements, start = [], 0
         for target, width in zip(targets, self.widths, strict=True):
-            statements.append(_with_values(target.sql, columns[start:start + width]))
+            statements.append(_with_columns(target, columns[start:start + width]))
             start += width
         self.ddl = (
             f"CREATE TEMP VIEW {name} AS SELECT {', '.join(f'NULL AS {column}' for column in columns)}",
@@ -78,12 +78,9 @@ class Fanouts:
             return self._made[shape]
 
 
-def _with_values(sql: str, columns: list[str]) -> str:
+def _with_columns(target: DriverSql, columns: list[str]) -> str:
     """A compiled single-row INSERT (``... VALUES (?, ...)``, perhaps ``ON CONFLICT ...``)
     writing the trigger's ``NEW`` columns instead of parameters."""
-    head, _, rest = sql.partition(" VALUES ")
-    end = rest.find(") ON CONFLICT")  # an upsert's clause (constants only: nothing else is bound)
-    values, tail = (rest[:end + 1], rest[end + 1:]) if end >= 0 else (rest, "")
-    if values != f"({', '.join(['?'] * len(columns))})" or "?" in head or "?" in tail:
-        raise ValueError(f"not an INSERT of one row of {len(columns)} plain values: {head}")
-    return f"{head} VALUES ({', '.join(f'NEW.{column}' for column in columns)}){tail};"
+    if target.insert_values != f"({', '.join(['?'] * len(columns))})" or "?" in target.insert_head + target.insert_tail:
+        raise ValueError(f"not an INSERT of one row of {len(columns)} plain values: {target.insert_head}")
+    return target.with_values(f"({', '.join(f'NEW.{column}' for column in columns)})") + ";"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 KEPT_SECONDS = 1.0
+KEY_CHANGES_SUFFIX = "-keys"  # the counter's file: the database's name and this
 _COUNTER = struct.Struct("<Q")
 
 
